@@ -1,0 +1,31 @@
+"""Errors that say what went wrong and what to do about it."""
+
+
+class FusionrecError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class DataError(FusionrecError, ValueError):
+    """Input data is missing, malformed or inconsistent."""
+
+
+class ConfigError(FusionrecError, ValueError):
+    """An unknown model, parameter or option, or a value of the wrong kind."""
+
+
+class NotFittedError(FusionrecError, RuntimeError):
+    """A model was asked to score before ``fit`` (or ``load``)."""
+
+
+class UnknownUserError(FusionrecError, KeyError):
+    """A raw user id the model has never seen."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownItemError(FusionrecError, KeyError):
+    """A raw item id the model has never seen."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,259 @@
+"""The Recommender contract every model follows.
+
+Models live in index space: ``fit`` takes a CSR users × items matrix (float32) and optional item ``Features``;
+``score`` returns a dense ``(n_users, n_items)`` block; ``recommend`` (written once, here) masks seen items and
+takes the top k. Learned state lives in attributes ending in ``_``; every array needed to score is a numpy
+array so artifacts are plain data and serving needs no torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from fusionrec.data.dataset import Features
+from fusionrec.errors import ConfigError, NotFittedError
+
+log = logging.getLogger("fusionrec")
+
+
+class Recommender:
+    """Base class. Subclasses set ``name``, accept keyword-only hyperparameters and implement ``_fit``/``score``.
+
+    Capabilities are declared, not guessed:
+
+    - ``requires_features``: modalities the model cannot do without (``("*",)`` = at least one, any name);
+    - ``uses_features``: whether item features change the model at all;
+    - ``supports_cold_items``: whether ``item_vectors_from_features`` can place an item with content only;
+    - ``is_inner_product``: ``score == user_vectors() @ item_vectors().T`` (serving may use an ANN index).
+    """
+
+    name: ClassVar[str] = "base"
+    requires_features: ClassVar[tuple[str, ...]] = ()
+    uses_features: ClassVar[bool] = False
+    supports_cold_items: ClassVar[bool] = False
+    is_inner_product: ClassVar[bool] = False
+    is_torch: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {
+            k: p.default for k, p in sig.parameters.items()
+            if k != "self" and p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.param_defaults()}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Recommender:
+        valid = cls.param_defaults()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"model {cls.name!r} has no parameter(s) {unknown}; valid: "
+                + ", ".join(f"{k}={v!r}" for k, v in valid.items())
+            )
+        return cls(**params)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self, user_items: sp.csr_matrix, features: Features | None = None, *, valid: sp.csr_matrix | None = None,
+    ) -> Recommender:
+        """Learn from ``user_items`` (binary CSR, users × items). ``valid`` enables early stopping where used."""
+        user_items = as_csr(user_items)
+        self._check_features(features)
+        self._reset()
+        self.n_users_, self.n_items_ = user_items.shape
+        self._fit(user_items, features, valid=None if valid is None else as_csr(valid))
+        self.fitted_ = True
+        return self
+
+    def _fit(self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None) -> None:
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        """Forget learned state so a refit starts clean."""
+        for k in [k for k in vars(self) if k.endswith("_")]:
+            delattr(self, k)
+
+    def _check_features(self, features: Features | None) -> None:
+        req = self.requires_features
+        if not req:
+            return
+        have = set(features) if features is not None else set()
+        if req == ("*",):
+            if not have:
+                raise ConfigError(
+                    f"model {self.name!r} needs item features (any modality) but the data has none; "
+                    "run `fusionrec features` or use a data set with *.npy feature files"
+                )
+            return
+        missing = [m for m in req if m not in have]
+        if missing:
+            raise ConfigError(
+                f"model {self.name!r} needs modality {missing}; the data has {sorted(have) or 'none'}"
+            )
+
+    def check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"model {self.name!r} is not fitted; call fit() or load an artifact first")
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for each user in ``users``: dense ``(len(users), n_items)`` float32."""
+        raise NotImplementedError
+
+    def user_vectors(self) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} has no user vectors")
+
+    def item_vectors(self) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} has no item vectors")
+
+    def recommend(
+        self, users: np.ndarray | int, k: int = 10, *, exclude: sp.csr_matrix | None = None,
+        scores: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores per user, best first.
+
+        ``exclude`` rows (aligned with ``users``' indices in the full user space) are masked out. Lists shorter
+        than ``k`` (tiny catalogues) are padded with index -1 and score -inf.
+        """
+        self.check_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if scores is None:
+            scores = self.score(users)
+        scores = np.array(scores, dtype=np.float32, copy=True)
+        if exclude is not None:
+            mask_rows(scores, exclude, users)
+        return top_k(scores, k)
+
+    # ------------------------------------------------------------------ cold start
+    def item_vectors_from_features(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """Vector(s) for item(s) known only by content: ``{modality: (n, d)}`` → ``(n, dim)``."""
+        raise NotImplementedError(f"{self.name} cannot place items from content alone")
+
+    def fold_in_user(self, item_idx: np.ndarray) -> np.ndarray:
+        """Scores of every item for an unknown user who interacted with ``item_idx``."""
+        raise NotImplementedError(f"{self.name} cannot fold in new users")
+
+    # ------------------------------------------------------------------ persistence
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every learned numpy array (attributes ending in ``_``); what artifacts store."""
+        self.check_fitted()
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and isinstance(v, np.ndarray)}
+
+    def state_meta(self) -> dict[str, Any]:
+        """Learned scalars (ints, floats, strings, lists of them) ending in ``_``, stored as JSON."""
+        out = {}
+        for k, v in vars(self).items():
+            if isinstance(v, np.generic):
+                v = v.item()
+            if k.endswith("_") and not isinstance(v, np.ndarray) and _is_jsonable(v):
+                out[k] = v
+        return out
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Recommender:
+        self._reset()
+        for k, v in meta.items():
+            setattr(self, k, v)
+        for k, v in arrays.items():
+            setattr(self, k, v)
+        self._after_load()
+        self.fitted_ = True
+        return self
+
+    def _after_load(self) -> None:
+        """Hook for models that rebuild derived state (e.g. an index) after loading."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class FactorModel(Recommender):
+    """A model whose score is ``user_factors_ @ item_factors_.T`` (+ optional ``item_bias_``)."""
+
+    is_inner_product = True
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        self.check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        s = self.user_factors_[users] @ self.item_factors_.T
+        return s.astype(np.float32, copy=False)
+
+    def user_vectors(self) -> np.ndarray:
+        self.check_fitted()
+        return self.user_factors_
+
+    def item_vectors(self) -> np.ndarray:
+        self.check_fitted()
+        return self.item_factors_
+
+    def fold_in_user(self, item_idx: np.ndarray) -> np.ndarray:
+        """Ridge solve for the user vector with item factors fixed, then score every item."""
+        self.check_fitted()
+        V = self.item_factors_
+        item_idx = np.asarray(item_idx, dtype=np.int64)
+        if len(item_idx) == 0:
+            return np.zeros(V.shape[0], np.float32)
+        Vi = V[item_idx]
+        reg = float(getattr(self, "reg", 0.01) or 0.01) * max(1, len(item_idx))
+        A = Vi.T @ Vi + reg * np.eye(V.shape[1], dtype=V.dtype)
+        u = np.linalg.solve(A, Vi.sum(axis=0))
+        return (V @ u).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def as_csr(m: sp.spmatrix) -> sp.csr_matrix:
+    m = sp.csr_matrix(m, dtype=np.float32)
+    m.sort_indices()
+    return m
+
+
+def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix, users: np.ndarray) -> None:
+    """Set ``scores[r, j] = -inf`` for every item j in ``exclude[users[r]]`` (in place, vectorised)."""
+    sub = exclude[users]
+    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
+    cols = sub.indices
+    ok = cols < scores.shape[1]
+    scores[rows[ok], cols[ok]] = -np.inf
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k by partial sort, best first; pads with -1 / -inf when fewer than k are finite."""
+    n, m = scores.shape
+    if k <= 0:
+        raise ConfigError(f"k must be a positive integer; got {k}")
+    kk = min(k, m)
+    if kk < m:
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.tile(np.arange(m), (n, 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    val = np.take_along_axis(part_scores, order, axis=1)
+    idx = np.where(np.isfinite(val), idx, -1)
+    if kk < k:
+        idx = np.hstack([idx, np.full((n, k - kk), -1, idx.dtype)])
+        val = np.hstack([val, np.full((n, k - kk), -np.inf, val.dtype)])
+    return idx.astype(np.int64), val.astype(np.float32)
+
+
+def _is_jsonable(v: Any) -> bool:
+    if isinstance(v, bool | int | float | str) or v is None:
+        return True
+    if isinstance(v, list | tuple):
+        return all(_is_jsonable(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _is_jsonable(x) for k, x in v.items())
+    return False
