@@ -38,6 +38,8 @@ class Recommender:
     supports_cold_items: ClassVar[bool] = False
     is_inner_product: ClassVar[bool] = False
     is_torch: ClassVar[bool] = False
+    # Progress bars during fit; not a hyperparameter (the CLI's --quiet turns it off per instance).
+    show_progress: bool = True
 
     # ------------------------------------------------------------------ parameters
     @classmethod

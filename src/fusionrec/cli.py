@@ -1,0 +1,56 @@
+"""The `fusionrec` console script: one sub-command per module in ``fusionrec.commands``.
+
+Each command module defines ``add_parser(subparsers)`` and ``run(args) -> int``; modules are imported when
+the parser is built, and they import heavy libraries only inside ``run`` so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from fusionrec import __version__
+from fusionrec.errors import FusionrecError
+
+# Order is the order shown in --help.
+COMMANDS = ["demo", "fit", "evaluate", "recommend", "models", "export"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusionrec",
+        description="Multimodal recommendation: fit, evaluate and serve models that fuse interactions with "
+        "image and text features.",
+    )
+    parser.add_argument("--version", action="version", version=f"fusionrec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"fusionrec.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
+    )
+    module = importlib.import_module(f"fusionrec.commands.{args.command.replace('-', '_')}")
+    try:
+        return int(module.run(args) or 0)
+    except FusionrecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Options and helpers shared by CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from fusionrec.errors import ConfigError
+
+
+def add_output_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=required, help="data directory or file (MovieLens, MMRec, CSV/Parquet), or 'demo'")
+    g.add_argument("--format", choices=["movielens", "mmrec", "csv", "parquet", "demo"], help="force a loader")
+    g.add_argument("--min-rating", type=float, help="implicit feedback: keep ratings >= this (default: every row)")
+    g.add_argument("--kcore", type=int, default=0, help="iterative k-core filter on users and items")
+    g.add_argument("--user-col", default="user_id", help="generic tables: user id column")
+    g.add_argument("--item-col", default="item_id", help="generic tables: item id column")
+    g.add_argument("--rating-col", default="rating", help="generic tables: rating column")
+    g.add_argument("--time-col", default="timestamp", help="generic tables: timestamp column")
+    g.add_argument("--items", help="generic tables: items table (item_id, title/text/description, image)")
+    g.add_argument("--features", action="append", default=[],
+                   help="a directory written by `fusionrec features` to attach (repeatable)")
+
+
+def add_split_args(p: argparse.ArgumentParser) -> None:
+    from fusionrec.data.splits import SPLITS
+
+    p.add_argument("--split", choices=SPLITS, help="split method (default: the data's own split, else ratio 8:1:1)")
+    p.add_argument("--seed", type=int, default=2026, help="seed for the split and the model")
+    p.add_argument("--cold-fraction", type=float, default=0.2, help="cold-items split: fraction of items held out")
+
+
+def load_data(args: argparse.Namespace):
+    from pathlib import Path
+
+    from fusionrec.data.loaders import LoadOptions, load_dataset, load_feature_dir
+
+    opts = LoadOptions(
+        rating_threshold=args.min_rating, kcore=args.kcore, user_col=args.user_col, item_col=args.item_col,
+        rating_col=args.rating_col, time_col=args.time_col, items_path=args.items,
+    )
+    ds = load_dataset(args.data, args.format, opts)
+    for fdir in getattr(args, "features", []) or []:
+        extra = load_feature_dir(Path(fdir), ds.item_ids)
+        merged = ds.features
+        for name in extra:
+            merged.add(name, extra[name], extra.mask(name))
+        ds = ds.with_features(merged)
+    return ds
+
+
+def make_split(ds, args: argparse.Namespace):
+    from fusionrec.data.splits import split_dataset
+
+    return split_dataset(ds, args.split, seed=args.seed, cold_fraction=args.cold_fraction)
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["factors=64", "learning_rate=0.01", "modalities=image,text"]`` → typed dict (JSON-ish values)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad --param {item!r}; write key=value (e.g. --param factors=64)")
+        out[key.strip().replace("-", "_")] = parse_value(value.strip())
+    return out
+
+
+def parse_value(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        pass
+    if "," in value:
+        return [parse_value(v) for v in value.split(",") if v]
+    return value
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """Print ``payload`` as JSON with --json, else ``text``."""
+    if getattr(args, "json", False):
+        json.dump(payload, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(text)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([line, sep, *body])

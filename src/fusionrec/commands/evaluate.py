@@ -1,0 +1,58 @@
+"""`fusionrec evaluate`: metrics of an artifact on a data set's split."""
+
+from __future__ import annotations
+
+import argparse
+
+from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate an artifact with full ranking")
+    p.add_argument("artifact", help="artifact directory written by `fusionrec fit`")
+    add_data_args(p)
+    add_split_args(p)
+    p.add_argument("--metrics", default="recall@10,recall@20,ndcg@10,ndcg@20",
+                   help="comma-separated NAME@K (precision, recall, f1, ndcg, map, mrr, hit)")
+    p.add_argument("--on", choices=["test", "valid"], default="test")
+    p.add_argument("--masking", choices=["train+valid", "train"], default="train+valid",
+                   help="items hidden when ranking for test (train: MMRec's convention)")
+    p.add_argument("--by-activity", action="store_true", help="break metrics down by user activity")
+    add_output_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusionrec.artifacts import load_artifact
+    from fusionrec.commands._common import load_data, make_split
+    from fusionrec.errors import DataError
+    from fusionrec.evaluation import evaluate
+    from fusionrec.evaluation.metrics import parse_metric
+
+    metrics = [m for m in args.metrics.split(",") if m.strip()]
+    for m in metrics:
+        try:
+            parse_metric(m)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+    art = load_artifact(args.artifact)
+    ds = load_data(args)
+    if ds.item_ids != art.item_ids or ds.user_ids != art.user_ids:
+        raise DataError(
+            f"{args.data} does not match the artifact's data (fingerprint {art.info.get('data_fingerprint')}); "
+            "evaluate on the data set the model was fitted on, with the same filters"
+        )
+    split = make_split(ds, args)
+    if split.train.nnz != art.train.nnz or (split.train != art.train).nnz:
+        raise DataError("this split's train part differs from the one the model was fitted on; "
+                        "pass the same --split and --seed as to `fusionrec fit`")
+    res = evaluate(art.model, split, on=args.on, metrics=metrics, masking=args.masking,
+                   by_activity=args.by_activity)
+    payload = res.to_dict()
+    text = "\n".join(f"{k:<14} {v:.4f}" for k, v in payload.items() if isinstance(v, float))
+    if res.by_activity:
+        text += "\nby activity (train interactions):"
+        for bucket, vals in res.by_activity.items():
+            text += f"\n  {bucket:<8} " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in vals.items())
+    emit(args, payload, text)
+    return 0
