@@ -16,10 +16,11 @@ def add_output_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
 
 
-def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag: str = "--format") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=required, help="data directory or file (MovieLens, MMRec, CSV/Parquet), or 'demo'")
-    g.add_argument("--format", choices=["movielens", "mmrec", "csv", "parquet", "demo"], help="force a loader")
+    g.add_argument(format_flag, dest="data_format", choices=["movielens", "mmrec", "csv", "parquet", "demo"],
+                   help="force a loader (default: detected from the path)")
     g.add_argument("--min-rating", type=float, help="implicit feedback: keep ratings >= this (default: every row)")
     g.add_argument("--kcore", type=int, default=0, help="iterative k-core filter on users and items")
     g.add_argument("--user-col", default="user_id", help="generic tables: user id column")
@@ -48,7 +49,7 @@ def load_data(args: argparse.Namespace):
         rating_threshold=args.min_rating, kcore=args.kcore, user_col=args.user_col, item_col=args.item_col,
         rating_col=args.rating_col, time_col=args.time_col, items_path=args.items,
     )
-    ds = load_dataset(args.data, args.format, opts)
+    ds = load_dataset(args.data, args.data_format, opts)
     for fdir in getattr(args, "features", []) or []:
         extra = load_feature_dir(Path(fdir), ds.item_ids)
         merged = ds.features

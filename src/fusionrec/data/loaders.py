@@ -133,13 +133,11 @@ def _interactions_from_frame(
         if nan_r.any():
             log.warning("%s: dropped %d row(s) with an empty rating", path, int(nan_r.sum()))
             df = df[~nan_r]
-    if time_col and time_col in df.columns:
-        df = df.sort_values(time_col, kind="stable")
     u_raw = df[user_col].astype(str).to_numpy()
     i_raw = df[item_col].astype(str).to_numpy()
     dup = pd.DataFrame({"u": u_raw, "i": i_raw}).duplicated(keep="last").to_numpy()
     if dup.any():
-        log.warning("%s: %d duplicate (user, item) row(s); kept the latest of each", path, int(dup.sum()))
+        log.warning("%s: %d duplicate (user, item) row(s); kept the last of each", path, int(dup.sum()))
     keep = ~dup
     df = df[keep]
     u_raw, i_raw = u_raw[keep], i_raw[keep]

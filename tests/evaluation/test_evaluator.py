@@ -1,0 +1,66 @@
+"""The batched evaluator against a per-user reference computation."""
+
+import numpy as np
+import scipy.sparse as sp
+
+from fusionrec.data.dataset import Split
+from fusionrec.evaluation import evaluate, evaluate_scores
+from fusionrec.evaluation.metrics import ndcg, recall
+from fusionrec.models.popularity import MostPopular
+
+
+def _reference_recall_ndcg(scores, train, test, k):
+    rs, ns = [], []
+    for u in range(scores.shape[0]):
+        t = set(test[u].indices)
+        if not t:
+            continue
+        s = scores[u].copy()
+        s[train[u].indices] = -np.inf
+        top = np.argsort(-s, kind="stable")[:k]
+        hits = np.array([[i in t for i in top]])
+        rs.append(recall(hits, np.array([len(t)]), k)[0])
+        ns.append(ndcg(hits, np.array([len(t)]), k)[0])
+    return np.mean(rs), np.mean(ns)
+
+
+def test_batched_matches_reference_and_masks_train():
+    rng = np.random.RandomState(0)
+    n_users, n_items = 57, 40
+    scores = rng.rand(n_users, n_items).astype(np.float32)
+    train = sp.csr_matrix((rng.rand(n_users, n_items) < 0.2).astype(np.float32))
+    test = sp.csr_matrix(((rng.rand(n_users, n_items) < 0.1).astype(np.float32)))
+    test = sp.csr_matrix(test - test.multiply(train))
+    res = evaluate_scores(lambda u: scores[u], test, train, metrics=["recall@5", "ndcg@5"], batch_size=8)
+    r, n = _reference_recall_ndcg(scores, train, test, 5)
+    assert np.isclose(res.metrics["recall@5"], r)
+    assert np.isclose(res.metrics["ndcg@5"], n)
+    # only users with a test item are averaged
+    assert len(res.users) == int((np.diff(test.indptr) > 0).sum())
+
+
+def test_masking_conventions_differ_only_by_valid_items():
+    # one user; the valid item scores highest: masked under train+valid, a miss under train-only masking
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0]], np.float32))
+    valid = sp.csr_matrix(np.array([[0, 1, 0, 0, 0]], np.float32))
+    test = sp.csr_matrix(np.array([[0, 0, 1, 0, 0]], np.float32))
+
+    class Fixed(MostPopular):
+        def score(self, users):
+            return np.tile(np.array([5, 4, 3, 2, 1], np.float32), (len(users), 1))
+
+    m = Fixed().fit(train)
+    split = Split(train=train, valid=valid, test=test)
+    both = evaluate(m, split, metrics=["recall@1"], masking="train+valid")
+    only_train = evaluate(m, split, metrics=["recall@1"], masking="train")
+    assert both.metrics["recall@1"] == 1.0
+    assert only_train.metrics["recall@1"] == 0.0
+
+
+def test_activity_buckets_cover_all_users():
+    rng = np.random.RandomState(1)
+    train = sp.csr_matrix((rng.rand(30, 80) < rng.rand(30, 1) * 0.9).astype(np.float32))
+    test = sp.csr_matrix((rng.rand(30, 80) < 0.05).astype(np.float32))
+    split = Split(train=train, valid=sp.csr_matrix(train.shape, dtype=np.float32), test=test)
+    res = evaluate(MostPopular().fit(train), split, by_activity=True)
+    assert sum(b["users"] for b in res.by_activity.values()) == len(res.users)
