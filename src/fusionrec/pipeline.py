@@ -39,6 +39,8 @@ def fit_artifact(ds: Dataset, split: Split, model: Recommender, *, split_name: s
         "seed": seed,
         "fit_seconds": round(seconds, 3),
     }
+    if features is not None and features.extractors:
+        info["feature_extractors"] = features.extractors
     if ds.content is not None and ds.content.titles is not None:
         info["item_titles"] = ds.content.titles
     art = Artifact(model=model, user_ids=ds.user_ids, item_ids=ds.item_ids, train=split.train,

@@ -103,6 +103,8 @@ class Features(Mapping[str, np.ndarray]):
     def __init__(self, matrices: Mapping[str, np.ndarray] | None = None, masks: Mapping[str, np.ndarray] | None = None):
         self._values: dict[str, np.ndarray] = {}
         self._masks: dict[str, np.ndarray] = {}
+        # modality → the extractor config that produced it (from manifest.json), so new items can be featurised alike
+        self.extractors: dict[str, dict] = {}
         for name, values in (matrices or {}).items():
             self.add(name, values, None if masks is None else masks.get(name))
 
@@ -155,10 +157,14 @@ class Features(Mapping[str, np.ndarray]):
 
     def select(self, names: Sequence[str] | None) -> Features:
         names = list(self._values) if names is None else list(names)
-        return Features({n: self[n] for n in names}, {n: self._masks[n] for n in names})
+        out = Features({n: self[n] for n in names}, {n: self._masks[n] for n in names})
+        out.extractors = {n: c for n, c in self.extractors.items() if n in names}
+        return out
 
     def subset(self, idx: np.ndarray) -> Features:
-        return Features({n: v[idx] for n, v in self._values.items()}, {n: m[idx] for n, m in self._masks.items()})
+        out = Features({n: v[idx] for n, v in self._values.items()}, {n: m[idx] for n, m in self._masks.items()})
+        out.extractors = dict(self.extractors)
+        return out
 
     def append_rows(self, rows: Mapping[str, np.ndarray]) -> Features:
         """New Features with extra items appended; modalities missing from ``rows`` get an absent row."""
@@ -172,6 +178,7 @@ class Features(Mapping[str, np.ndarray]):
                 present = np.zeros(1, dtype=bool)
             out._values[name] = np.vstack([values, new]).astype(np.float32)
             out._masks[name] = np.concatenate([self._masks[name], present])
+        out.extractors = dict(self.extractors)
         return out
 
 

@@ -34,7 +34,8 @@ def write_features(out: Path, features: Features, item_raw_ids: list[str], manif
         np.save(out / f"{name}_feat.npy", features[name].astype(np.float32))
         np.save(out / f"{name}_mask.npy", features.mask(name))
     pd.DataFrame({"item_id": item_raw_ids}).to_csv(out / "items.csv", index=False)
-    info = {"modalities": features.dims, "items": len(item_raw_ids), **(manifest or {})}
+    info = {"modalities": features.dims, "items": len(item_raw_ids), "extractors": features.extractors,
+            **(manifest or {})}
     (out / "manifest.json").write_text(json.dumps(info, indent=2))
 
 

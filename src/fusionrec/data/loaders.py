@@ -299,6 +299,7 @@ def load_mmrec(path: Path) -> Dataset:
         mask_file = root / f"{name}_mask.npy"
         mask = np.load(mask_file, allow_pickle=False) if mask_file.exists() else None
         features.add(name, values, mask)
+    features.extractors = _manifest_extractors(root)
     content = None
     parent = root.parent
     if (parent / "movies.csv").exists() and (root / "item_map.csv").exists():
@@ -348,10 +349,20 @@ def load_feature_dir(path: Path, item_ids: IdMap) -> Features:
         out[ok] = values[pick[ok]]
         out_mask[ok] = mask[pick[ok]]
         features.add(name, out, out_mask)
-    manifest = path / "manifest.json"
-    if manifest.exists():
-        log.info("features from %s: %s", path, json.loads(manifest.read_text()).get("modalities"))
+    features.extractors = _manifest_extractors(path)
     return features
+
+
+def _manifest_extractors(path: Path) -> dict[str, dict]:
+    """``manifest.json["extractors"]``: modality → extractor config, written by ``fusionrec features``."""
+    manifest = path / "manifest.json"
+    if not manifest.exists():
+        return {}
+    try:
+        info = json.loads(manifest.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{manifest}: not valid JSON ({e})") from None
+    return dict(info.get("extractors") or {})
 
 
 # ----------------------------------------------------------------------------------------------- generic
