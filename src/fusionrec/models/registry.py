@@ -14,6 +14,7 @@ from fusionrec.models.base import Recommender
 _MODELS: dict[str, str] = {
     "most-popular": "fusionrec.models.popularity:MostPopular",
     "random": "fusionrec.models.popularity:RandomModel",
+    "bpr-torch": "fusionrec.models.bpr_torch:BPRTorch",
 }
 
 

@@ -1,0 +1,338 @@
+"""The one training loop every torch model shares.
+
+A torch model subclasses :class:`TorchRecommender` (any score function) or :class:`TorchFactorModel`
+(inner-product scoring) and implements three hooks:
+
+- ``_build(user_items, features) -> nn.Module``: create parameters (and precomputed graphs/buffers);
+- ``_loss(module, batch) -> scalar tensor``: ``batch`` is a :class:`Batch` of ``users``, ``pos``, ``neg``
+  index tensors on the training device;
+- ``_final_embeddings(module) -> (user_emb, item_emb)`` numpy (factor models), or more generally
+  ``_export_state(module) -> {attr_name_ending_in_underscore: ndarray}`` for models that score otherwise.
+
+The trainer handles seeding, device, thread count, vectorised negative sampling per epoch, shuffled
+minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept), progress bars and
+timing. After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
+
+Torch is imported lazily inside methods so that importing a model module (e.g. for ``fusionrec models``) stays
+cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from fusionrec.data.dataset import Features
+from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
+from fusionrec.errors import ConfigError
+from fusionrec.evaluation.metrics import parse_metric
+from fusionrec.models.base import FactorModel, Recommender
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger("fusionrec")
+
+# Trainer knobs read with getattr so a subclass constructor only needs the ones it exposes.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "epochs": 100,
+    "learning_rate": 1e-3,
+    "batch_size": 2048,
+    "reg": 0.0,
+    "random_state": 0,
+    "device": "cpu",
+    "eval_every": 1,
+    "early_stop_metric": "recall@20",
+    "patience": 10,
+    "modality_dropout": 0.0,
+    "feature_noise": 0.0,
+    "n_neg": 1,
+}
+
+
+class Batch(NamedTuple):
+    """One minibatch of training triples as index tensors on the training device.
+
+    ``neg`` has shape ``(B,)`` (one negative per positive) or ``(B, n_neg)``.
+    """
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+
+
+def resolve_device(device: str | None) -> str:
+    """``"auto"`` → ``"cuda"`` when available else ``"cpu"``; other values are checked."""
+    import torch
+
+    device = (device or "cpu").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use device=cpu or auto")
+    if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+    return device
+
+
+def default_threads() -> int:
+    """Intra-op threads for small shared machines: at most 4, never more than the cores we have."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def batch_l2(*tensors: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm of the batch embeddings, halved and averaged over the batch (LightGCN's reg term)."""
+    n = max(1, tensors[0].shape[0])
+    return sum(t.pow(2).sum() for t in tensors) / (2.0 * n)
+
+
+def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """Mean of −log σ(pos − neg); ``neg_scores`` may carry an extra negatives axis."""
+    import torch.nn.functional as F
+
+    if neg_scores.dim() > pos_scores.dim():
+        pos_scores = pos_scores.unsqueeze(-1)
+    return F.softplus(neg_scores - pos_scores).mean()
+
+
+def sparse_tensor(m: sp.spmatrix, device: str = "cpu") -> torch.Tensor:
+    """A scipy sparse matrix as a coalesced torch COO float32 tensor (for ``torch.sparse.mm``)."""
+    import torch
+
+    coo = sp.coo_matrix(m)
+    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    val = torch.from_numpy(coo.data.astype(np.float32))
+    return torch.sparse_coo_tensor(idx, val, coo.shape, device=device).coalesce()
+
+
+class TorchRecommender(Recommender):
+    """Base of torch-trained models; see the module docstring for the hooks a subclass implements.
+
+    Hyperparameters the trainer reads (a subclass exposes them as keyword-only constructor arguments; absent
+    ones take ``TRAINER_DEFAULTS``): ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
+    ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``early_stop_metric``, ``patience`` (evaluations
+    without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``.
+
+    Learned scalars recorded after fit: ``epoch_seconds_`` (mean training seconds per epoch, validation
+    excluded), ``best_epoch_`` (1-based; the last epoch when there is no validation), ``epochs_run_``,
+    ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``.
+    """
+
+    is_torch = True
+    #: whether each batch needs sampled negatives (BM3-style models may switch it off)
+    uses_negatives: bool = True
+
+    # ------------------------------------------------------------------ hooks
+    def _build(self, user_items: sp.csr_matrix, features: Features | None) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _export_state(self, module: nn.Module) -> dict[str, np.ndarray]:
+        """Every numpy array needed to score (names end in ``_``); called under ``inference_mode``."""
+        raise NotImplementedError
+
+    def _on_epoch_start(self, module: nn.Module, epoch: int) -> None:
+        """Hook run before each epoch (e.g. to resample a pruned graph)."""
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def _hp(self, name: str) -> Any:
+        return getattr(self, name, TRAINER_DEFAULTS[name])
+
+    def _augment(self, feats: torch.Tensor) -> torch.Tensor:
+        """Training-time augmentation for a ``(n, d)`` modality feature block against sparsity.
+
+        ``modality_dropout`` zeroes whole rows (the item's modality goes missing) with that probability,
+        rescaling kept rows by 1/(1−p); ``feature_noise`` adds Gaussian noise of that many per-dimension
+        standard deviations. Identity when both are 0 or outside training.
+        """
+        import torch
+
+        if not getattr(self, "_training", False):
+            return feats
+        p = float(self._hp("modality_dropout"))
+        sigma = float(self._hp("feature_noise"))
+        if sigma > 0:
+            scale = feats.detach().std(dim=0, keepdim=True).clamp_min(1e-8)
+            feats = feats + sigma * scale * torch.randn_like(feats)
+        if p > 0:
+            keep = (torch.rand(feats.shape[0], 1, device=feats.device) >= p).to(feats.dtype)
+            feats = feats * keep / (1.0 - p)
+        return feats
+
+    # ------------------------------------------------------------------ training loop
+    def _fit(
+        self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
+    ) -> None:
+        import torch
+
+        epochs = int(self._hp("epochs"))
+        batch_size = int(self._hp("batch_size"))
+        lr = float(self._hp("learning_rate"))
+        eval_every = max(1, int(self._hp("eval_every")))
+        patience = int(self._hp("patience"))
+        n_neg = max(1, int(self._hp("n_neg")))
+        metric = str(self._hp("early_stop_metric"))
+        parse_metric(metric)  # fail early on a typo
+        if epochs < 1 or batch_size < 1 or lr <= 0:
+            raise ConfigError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
+        device = resolve_device(self._hp("device"))
+        seed = int(self._hp("random_state") or 0)
+
+        prev_threads = torch.get_num_threads()
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        torch.set_num_threads(min(prev_threads, default_threads()))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(seed)
+        rng = np.random.RandomState(seed)
+        self._device = device
+        try:
+            module = self._build(user_items, features).to(device)
+            opt = torch.optim.Adam(module.parameters(), lr=lr)
+            users_np, items_np = positive_pairs(user_items)
+            if len(users_np) == 0:
+                raise ConfigError(f"{self.name}: the training matrix has no interactions")
+            sampler = NegativeSampler(user_items, rng) if self.uses_negatives else None
+            users_t = torch.from_numpy(users_np).to(device)
+            items_t = torch.from_numpy(items_np).to(device)
+            valid_users = valid is not None and valid.nnz > 0
+
+            best_val, best_epoch, best_state, bad_evals = -np.inf, epochs, None, 0
+            epoch_secs: list[float] = []
+            bar = None
+            if self.show_progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=epochs, desc=f"{self.name}", unit="epoch", leave=False)
+            epoch = 0
+            for epoch in range(1, epochs + 1):
+                t0 = time.perf_counter()
+                module.train()
+                self._training = True
+                self._on_epoch_start(module, epoch)
+                if sampler is not None:
+                    negs_t = torch.from_numpy(sampler.sample(users_np, n_neg)).to(device)
+                else:
+                    negs_t = items_t.new_zeros(len(users_np))
+                total, n_batches = 0.0, 0
+                for idx in minibatches(len(users_np), batch_size, rng):
+                    ix = torch.from_numpy(idx).to(device)
+                    loss = self._loss(module, Batch(users_t[ix], items_t[ix], negs_t[ix]))
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach())
+                    n_batches += 1
+                self._training = False
+                epoch_secs.append(time.perf_counter() - t0)
+                mean_loss = total / max(1, n_batches)
+                if not np.isfinite(mean_loss):
+                    raise ConfigError(
+                        f"{self.name}: training loss became {mean_loss} at epoch {epoch}; "
+                        "lower learning_rate or raise reg"
+                    )
+                post: dict[str, Any] = {"loss": f"{mean_loss:.4f}"}
+                if valid_users and (epoch % eval_every == 0 or epoch == epochs):
+                    state = self._export(module)
+                    val = self._validate(state, user_items, valid, metric)
+                    post[metric] = f"{val:.4f}"
+                    if val > best_val:
+                        best_val, best_epoch, best_state, bad_evals = val, epoch, state, 0
+                    else:
+                        bad_evals += 1
+                    log.debug("%s epoch %d loss %.4f %s %.4f", self.name, epoch, mean_loss, metric, val)
+                    if bad_evals >= patience > 0:
+                        log.info(
+                            "%s: early stop at epoch %d (best %s=%.4f at epoch %d)",
+                            self.name,
+                            epoch,
+                            metric,
+                            best_val,
+                            best_epoch,
+                        )
+                        if bar is not None:
+                            bar.set_postfix(post)
+                        break
+                if bar is not None:
+                    bar.set_postfix(post)
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+            if best_state is None:
+                best_state, best_epoch = self._export(module), epoch
+            for k, v in best_state.items():
+                setattr(self, k, v)
+            self.epoch_seconds_ = float(np.mean(epoch_secs)) if epoch_secs else 0.0
+            self.best_epoch_ = int(best_epoch)
+            self.epochs_run_ = int(epoch)
+            self.best_valid_ = float(best_val) if np.isfinite(best_val) else None
+            self.fit_device_ = device
+        finally:
+            self._training = False
+            torch.set_num_threads(prev_threads)
+            torch.use_deterministic_algorithms(prev_det)
+
+    def _export(self, module: nn.Module) -> dict[str, np.ndarray]:
+        import torch
+
+        module.eval()
+        with torch.inference_mode():
+            state = self._export_state(module)
+        bad = [k for k, v in state.items() if not k.endswith("_") or not isinstance(v, np.ndarray)]
+        if bad:
+            raise TypeError(
+                f"{type(self).__name__}._export_state must return numpy arrays named *_; got {bad}"
+            )
+        return state
+
+    def _validate(
+        self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str
+    ) -> float:
+        """Score ``valid`` with the shared evaluator on the exported numpy state (what serving uses)."""
+        from fusionrec.evaluation import evaluate_scores
+
+        saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
+        had_fitted = getattr(self, "fitted_", False)
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.fitted_ = True
+        try:
+            res = evaluate_scores(self.score, valid, train, metrics=(metric,))
+        finally:
+            for k in state:
+                if k in saved:
+                    setattr(self, k, saved[k])
+                else:
+                    delattr(self, k)
+            if not had_fitted:
+                del self.fitted_
+        return float(res.metrics[metric])
+
+
+class TorchFactorModel(TorchRecommender, FactorModel):
+    """A torch model that ends as ``user_factors_ @ item_factors_.T`` (MF, graph models, ...).
+
+    Subclasses implement ``_final_embeddings(module) -> (user_emb, item_emb)`` as numpy float32 arrays.
+    """
+
+    def _final_embeddings(self, module: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _export_state(self, module: nn.Module) -> dict[str, np.ndarray]:
+        u, i = self._final_embeddings(module)
+        return {
+            "user_factors_": np.ascontiguousarray(u, dtype=np.float32),
+            "item_factors_": np.ascontiguousarray(i, dtype=np.float32),
+        }
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """Detached float32 numpy copy of a tensor (any device)."""
+    return t.detach().to("cpu", dtype=t.dtype).numpy().astype(np.float32, copy=True)
