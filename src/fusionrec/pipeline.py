@@ -45,4 +45,7 @@ def fit_artifact(ds: Dataset, split: Split, model: Recommender, *, split_name: s
         info["item_titles"] = ds.content.titles
     art = Artifact(model=model, user_ids=ds.user_ids, item_ids=ds.item_ids, train=split.train,
                    features=features, info=info)
+    if features is not None:
+        # fitted extractors (TF-IDF vocabulary, BoVW codebook, ...) travel with the artifact for new items
+        art.extra_arrays.update({f"extractor/{k}": v for k, v in features.extractor_state.items()})
     return art, seconds

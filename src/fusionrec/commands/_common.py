@@ -55,6 +55,8 @@ def load_data(args: argparse.Namespace):
         merged = ds.features
         for name in extra:
             merged.add(name, extra[name], extra.mask(name))
+        merged.extractors.update(extra.extractors)
+        merged.extractor_state.update(extra.extractor_state)
         ds = ds.with_features(merged)
     return ds
 

@@ -105,6 +105,8 @@ class Features(Mapping[str, np.ndarray]):
         self._masks: dict[str, np.ndarray] = {}
         # modality → the extractor config that produced it (from manifest.json), so new items can be featurised alike
         self.extractors: dict[str, dict] = {}
+        # learned extractor state (TF-IDF vocabulary, BoVW codebook, ...) as "modality/key" → array
+        self.extractor_state: dict[str, np.ndarray] = {}
         for name, values in (matrices or {}).items():
             self.add(name, values, None if masks is None else masks.get(name))
 
@@ -159,11 +161,13 @@ class Features(Mapping[str, np.ndarray]):
         names = list(self._values) if names is None else list(names)
         out = Features({n: self[n] for n in names}, {n: self._masks[n] for n in names})
         out.extractors = {n: c for n, c in self.extractors.items() if n in names}
+        out.extractor_state = {k: v for k, v in self.extractor_state.items() if k.split("/")[0] in names}
         return out
 
     def subset(self, idx: np.ndarray) -> Features:
         out = Features({n: v[idx] for n, v in self._values.items()}, {n: m[idx] for n, m in self._masks.items()})
         out.extractors = dict(self.extractors)
+        out.extractor_state = dict(self.extractor_state)
         return out
 
     def append_rows(self, rows: Mapping[str, np.ndarray]) -> Features:
@@ -179,6 +183,7 @@ class Features(Mapping[str, np.ndarray]):
             out._values[name] = np.vstack([values, new]).astype(np.float32)
             out._masks[name] = np.concatenate([self._masks[name], present])
         out.extractors = dict(self.extractors)
+        out.extractor_state = dict(self.extractor_state)
         return out
 
 

@@ -33,6 +33,11 @@ def write_features(out: Path, features: Features, item_raw_ids: list[str], manif
     for name in features:
         np.save(out / f"{name}_feat.npy", features[name].astype(np.float32))
         np.save(out / f"{name}_mask.npy", features.mask(name))
+    if features.extractor_state:
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in features.extractor_state.items()},
+                  str(out / "extractors.safetensors"))
     pd.DataFrame({"item_id": item_raw_ids}).to_csv(out / "items.csv", index=False)
     info = {"modalities": features.dims, "items": len(item_raw_ids), "extractors": features.extractors,
             **(manifest or {})}

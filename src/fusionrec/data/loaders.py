@@ -300,6 +300,7 @@ def load_mmrec(path: Path) -> Dataset:
         mask = np.load(mask_file, allow_pickle=False) if mask_file.exists() else None
         features.add(name, values, mask)
     features.extractors = _manifest_extractors(root)
+    features.extractor_state = _extractor_state(root)
     content = None
     parent = root.parent
     if (parent / "movies.csv").exists() and (root / "item_map.csv").exists():
@@ -350,7 +351,18 @@ def load_feature_dir(path: Path, item_ids: IdMap) -> Features:
         out_mask[ok] = mask[pick[ok]]
         features.add(name, out, out_mask)
     features.extractors = _manifest_extractors(path)
+    features.extractor_state = _extractor_state(path)
     return features
+
+
+def _extractor_state(path: Path) -> dict[str, np.ndarray]:
+    """``extractors.safetensors``: learned extractor state keyed "modality/key" (written by `fusionrec features`)."""
+    f = path / "extractors.safetensors"
+    if not f.exists():
+        return {}
+    from safetensors.numpy import load_file
+
+    return load_file(str(f))
 
 
 def _manifest_extractors(path: Path) -> dict[str, dict]:
