@@ -6,7 +6,8 @@ An artifact is a directory:
 - ``arrays.safetensors``: every learned array;
 - ``idmaps.json``: raw user and item ids in index order;
 - ``train.npz``: the training interactions (CSR parts) used to exclude seen items;
-- optional ``features.safetensors`` + ``extra.json`` (item features for cold start / similar items, titles).
+- optional ``features.safetensors`` + ``extra.json`` (item features for cold start / similar items, titles);
+- optional ``extra_arrays.safetensors``: arrays owned by other layers (serving's added items, cold-start map).
 
 It is written to a temporary sibling directory and renamed, so a crash leaves no half artifact; it is loaded
 with ``allow_pickle=False`` and never unpickles anything.
@@ -45,6 +46,7 @@ class Artifact:
     train: sp.csr_matrix
     features: Features | None = None
     info: dict[str, Any] = field(default_factory=dict)  # fingerprint, split, metrics, titles, ...
+    extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. serving's added-item vectors
 
     @property
     def item_titles(self) -> list[str] | None:
@@ -76,6 +78,9 @@ def save_artifact(art: Artifact, path: str | Path) -> Path:
             feats = {name: np.ascontiguousarray(art.features[name]) for name in art.features}
             feats.update({f"{name}__mask": art.features.mask(name).astype(np.uint8) for name in art.features})
             save_file(feats, str(tmp / "features.safetensors"))
+        if art.extra_arrays:
+            save_file({k: np.ascontiguousarray(v) for k, v in art.extra_arrays.items()},
+                      str(tmp / "extra_arrays.safetensors"))
         if art.item_titles is not None:
             (tmp / "extra.json").write_text(json.dumps({"item_titles": art.item_titles}))
         if path.exists():
@@ -118,8 +123,41 @@ def load_artifact(path: str | Path) -> Artifact:
     info = {k: v for k, v in meta.items() if k not in ("format", "params", "state", "model")}
     if (path / "extra.json").exists():
         info.update(json.loads((path / "extra.json").read_text()))
+    extra_arrays = {}
+    if (path / "extra_arrays.safetensors").exists():
+        extra_arrays = load_file(str(path / "extra_arrays.safetensors"))
     return Artifact(model=model, user_ids=IdMap(ids["users"]), item_ids=IdMap(ids["items"]), train=train,
-                    features=features, info=info)
+                    features=features, info=info, extra_arrays=extra_arrays)
+
+
+def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
+    """A copy of ``art`` without one user: its id, its training row and its rows of the model's user arrays.
+
+    By convention only arrays named ``user_*_`` have one row per user; their row of this user is deleted.
+    Item-side arrays learnt with the user's help are kept; refitting without the user removes that trace too.
+    Save the result with :func:`save_artifact` to make the deletion durable.
+    """
+    idx = art.user_ids.get(raw_user_id)
+    if idx < 0:
+        raise DataError(f"user {raw_user_id!r} is not in the artifact; nothing to forget")
+    model = art.model
+    n_users = len(art.user_ids)
+    arrays = model.state_arrays()
+    for name, value in arrays.items():
+        if name.startswith("user_") and value.ndim >= 1 and value.shape[0] == n_users:
+            arrays[name] = np.delete(value, idx, axis=0)
+    meta = model.state_meta()
+    if "n_users_" in meta:
+        meta["n_users_"] = n_users - 1
+    new_model = type(model).from_params(model.get_params())
+    new_model.show_progress = model.show_progress
+    new_model.load_state(arrays, meta)
+    keep = np.delete(np.arange(n_users), idx)
+    train = sp.csr_matrix(art.train)[keep]
+    info = dict(art.info)
+    info["forgotten_users"] = int(info.get("forgotten_users", 0)) + 1
+    return Artifact(model=new_model, user_ids=IdMap(art.user_ids.raw_ids[keep]), item_ids=art.item_ids,
+                    train=train, features=art.features, info=info, extra_arrays=dict(art.extra_arrays))
 
 
 def _json_default(o: Any) -> Any:

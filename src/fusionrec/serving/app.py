@@ -1,0 +1,273 @@
+"""The HTTP API: ``create_app(artifact_path)`` returns a FastAPI application serving one artifact.
+
+Endpoints (raw ids everywhere; JSON in and out; see ``/docs``):
+
+- ``GET /healthz``, ``GET /version``;
+- ``GET /users/{user_id}/recommendations?k=10&exclude_seen=true&explain=false``;
+- ``POST /recommendations`` ``{"items": [...], "k": 10}``: an unknown user folded in from its items;
+- ``GET /items/{item_id}`` and ``GET /items/{item_id}/similar?k=10&modality=image|text|all``;
+- ``POST /items`` (multipart: ``id``, ``title``, ``text``, ``image`` file): a new item, recommendable at once
+  and saved with the artifact;
+- ``DELETE /users/{user_id}``: forget a user (served model and artifact on disk).
+
+Bad input never reaches a 500: unknown ids are 404 with what to do instead, invalid parameters 422, an
+existing item id 409, an oversized upload 413 (checked while the body streams in, before it is parsed), a
+non-image upload 415. Nothing is ever unpickled: artifacts are JSON + safetensors + npz without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fusionrec import __version__
+from fusionrec.errors import ConfigError, DataError, NotFittedError, UnknownItemError, UnknownUserError
+from fusionrec.serving import schemas
+from fusionrec.serving.state import (
+    ConflictError,
+    Ranked,
+    ServingState,
+    Snapshot,
+    UnsupportedError,
+    UnsupportedMediaError,
+)
+
+log = logging.getLogger("fusionrec")
+
+ENV_ARTIFACT = "FUSIONREC_ARTIFACT"
+ENV_MAX_UPLOAD_MB = "FUSIONREC_MAX_UPLOAD_MB"
+ENV_INDEX = "FUSIONREC_INDEX"
+
+_STATUS: list[tuple[type[Exception], int]] = [
+    (UnknownUserError, 404),
+    (UnknownItemError, 404),
+    (ConflictError, 409),
+    (UnsupportedError, 409),
+    (UnsupportedMediaError, 415),
+    (ConfigError, 422),
+    (DataError, 422),
+    (NotFittedError, 503),
+]
+
+
+def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index: str = "auto",
+               watch: bool = True) -> FastAPI:
+    """A FastAPI app serving the artifact at ``artifact_path``.
+
+    Parameters
+    ----------
+    artifact_path
+        Directory written by ``fusionrec fit`` (changes made through the API are saved back to it).
+    max_upload_mb
+        Largest request body accepted (POST /items uploads); larger ones get 413.
+    index
+        "auto"/"hnsw": faiss HNSW retrieval for inner-product models; "exact": score every item.
+    watch
+        Pick up changes other worker processes make to the artifact (one ``stat`` per request).
+    """
+    if not max_upload_mb > 0:
+        raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}")
+    state = ServingState(artifact_path, index=index, watch=watch)
+    app = FastAPI(title="fusionrec", version=__version__,
+                  description="Recommendations, similar items and cold start from a fusionrec artifact.")
+    app.state.serving = state
+    app.add_middleware(BodyLimit, max_bytes=int(max_upload_mb * 1024 * 1024))
+
+    for exc_type, status in _STATUS:
+        app.add_exception_handler(exc_type, _handler(status))
+    app.add_exception_handler(OSError, _os_error)
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["meta"])
+    async def healthz() -> JSONResponse:
+        snap = state.current()
+        return JSONResponse({"status": "ok", "users": snap.n_users, "items": snap.n_items})
+
+    @app.get("/version", response_model=schemas.Version, tags=["meta"])
+    async def version() -> JSONResponse:
+        return JSONResponse(state.describe())
+
+    @app.get("/users/{user_id}/recommendations", response_model=schemas.Recommendations,
+             responses={404: {"model": schemas.ErrorBody}}, tags=["recommendations"])
+    async def user_recommendations(
+        user_id: Annotated[str, PathParam(description="raw user id")],
+        k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
+        exclude_seen: bool = True,
+        explain: bool = False,
+    ) -> JSONResponse:
+        snap, ranked = state.recommend_user(user_id, k, exclude_seen=exclude_seen)
+        explanations = state.explain(snap, ranked) if explain else None
+        return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
+
+    @app.post("/recommendations", response_model=schemas.Recommendations,
+              responses={404: {"model": schemas.ErrorBody}}, tags=["recommendations"])
+    async def fold_in_recommendations(body: schemas.FoldInRequest) -> JSONResponse:
+        items = [str(i) for i in body.items]
+        snap, ranked = state.recommend_items(items, body.k, exclude_seen=body.exclude_seen)
+        return JSONResponse(_recs(snap, ranked, body.k, None, None))
+
+    @app.get("/items/{item_id}", response_model=schemas.ItemInfo,
+             responses={404: {"model": schemas.ErrorBody}}, tags=["items"])
+    async def item(item_id: str) -> JSONResponse:
+        return JSONResponse(state.item_info(item_id))
+
+    @app.get("/items/{item_id}/similar", response_model=schemas.SimilarItems,
+             responses={404: {"model": schemas.ErrorBody}}, tags=["items"])
+    async def similar(
+        item_id: str,
+        k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
+        modality: Annotated[str, Query(max_length=100, description="a modality name, or 'all'")] = "all",
+    ) -> JSONResponse:
+        snap, ranked = state.similar_items(item_id, k, modality)
+        body = {"item_id": item_id, "modality": modality, "source": ranked.source,
+                "items": _items(snap, ranked, None)}
+        return JSONResponse(body)
+
+    @app.post("/items", response_model=schemas.ItemCreated, status_code=201,
+              responses={409: {"model": schemas.ErrorBody}, 413: {"model": schemas.ErrorBody},
+                         415: {"model": schemas.ErrorBody}}, tags=["items"])
+    async def add_item(
+        item_id: Annotated[str, Form(alias="id", min_length=1, max_length=200, description="new item id")],
+        title: Annotated[str | None, Form(max_length=1000)] = None,
+        text: Annotated[str | None, Form(max_length=100_000, description="text the text modality is made of "
+                                         "(defaults to the title)")] = None,
+        image: Annotated[UploadFile | None, File(description="image file (JPEG, PNG, WebP, ...)")] = None,
+    ) -> JSONResponse:
+        data = await image.read() if image is not None else None
+        if data is not None and not data:
+            data = None
+        # feature extraction (CNN / sentence model) is slow: keep it off the event loop
+        out = await run_in_threadpool(state.add_item, item_id, title=title, text=text, image=data)
+        return JSONResponse(out, status_code=201)
+
+    @app.delete("/users/{user_id}", response_model=schemas.UserForgotten,
+                responses={404: {"model": schemas.ErrorBody}}, tags=["users"])
+    async def forget(user_id: str) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(state.forget_user, user_id))
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` / multi-worker serving: settings come from the environment."""
+    path = os.environ.get(ENV_ARTIFACT)
+    if not path:
+        raise ConfigError(f"set {ENV_ARTIFACT} to the artifact directory (or run `fusionrec serve ARTIFACT`)")
+    return create_app(path, max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
+                      index=os.environ.get(ENV_INDEX, "auto"))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _items(snap: Snapshot, ranked: Ranked, explanations: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    raw = snap.art.item_ids.raw_ids
+    titles = snap.titles
+    out = []
+    for j, (i, s) in enumerate(zip(ranked.items.tolist(), ranked.scores.tolist(), strict=True)):
+        row: dict[str, Any] = {"item_id": str(raw[i]), "score": round(float(s), 6)}
+        if titles is not None:
+            row["title"] = titles[i]
+        if explanations is not None:
+            row["explanation"] = explanations[j]
+        out.append(row)
+    return out
+
+
+def _recs(snap: Snapshot, ranked: Ranked, k: int, user_id: str | None,
+          explanations: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {"user_id": user_id, "k": k, "source": ranked.source, "items": _items(snap, ranked, explanations)}
+
+
+def _handler(status: int):
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    return handle
+
+
+async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("I/O error while serving %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": f"the server could not read or write its artifact ({exc}); nothing was "
+                                   "changed, try again later"}, status_code=503)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413: by Content-Length up front, else while streaming.
+
+    The body is counted as it arrives, so an oversized upload is never buffered or parsed; once the limit is
+    passed the application sees a disconnect and whatever it answers is dropped in favour of the 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        length = None
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    await _send_json(send, 400, {"detail": "invalid Content-Length header"})
+                    return
+        if length is not None and length > self.max_bytes:
+            await _send_json(send, 413, self._message(length))
+            return
+        seen = 0
+        over = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    over = True
+                    if not started:
+                        await _send_json(send, 413, self._message(None))
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # the 413 has been sent; drop the application's own answer
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not over:
+                raise
+
+    def _message(self, length: int | None) -> dict[str, str]:
+        limit = self.max_bytes / (1024 * 1024)
+        got = f" ({length / (1024 * 1024):.1f} MB)" if length is not None else ""
+        return {"detail": f"request body too large{got}; the limit is {limit:g} MB (fusionrec serve "
+                          "--max-upload-mb). Send a smaller image."}
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,92 @@
+"""Request and response bodies of the HTTP API (pydantic), as shown in the OpenAPI page at ``/docs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 1000
+MAX_HISTORY = 5000
+
+
+class FoldInRequest(BaseModel):
+    """An unknown user, known by the raw ids of items it interacted with (most recent first or any order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[str | int] = Field(default_factory=list, max_length=MAX_HISTORY,
+                                   description="raw item ids (strings or integers) the user interacted with; "
+                                   "empty = most popular items")
+    k: int = Field(10, ge=1, le=MAX_K, description="number of recommendations")
+    exclude_seen: bool = Field(True, description="leave the given items out of the recommendations")
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+    title: str | None = None
+    explanation: dict[str, Any] | None = None
+
+
+class Recommendations(BaseModel):
+    user_id: str | None = None
+    k: int
+    source: str = Field(description="how the list was made: ann, exact, fold-in (...), popularity (...)")
+    items: list[ScoredItem]
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    modality: str
+    source: str
+    items: list[ScoredItem]
+
+
+class ItemInfo(BaseModel):
+    item_id: str
+    title: str | None = None
+    added: bool = Field(description="added at run time with POST /items")
+    interactions: int = Field(description="training interactions (0 for added items)")
+    modalities: list[str] = Field(description="modalities with content for this item")
+
+
+class ItemCreated(BaseModel):
+    item_id: str
+    title: str
+    modalities: list[str] = Field(description="modalities extracted from the upload")
+    missing_modalities: list[str] = Field(description="modalities the upload gave no content for (imputed)")
+    items: int
+    revision: int
+
+
+class UserForgotten(BaseModel):
+    user_id: str
+    forgotten: bool
+    users: int
+    revision: int
+
+
+class Health(BaseModel):
+    status: str
+    users: int
+    items: int
+
+
+class Version(BaseModel):
+    package_version: str
+    artifact_package_version: str | None = None
+    model: str
+    params: dict[str, Any]
+    data_fingerprint: str | None = None
+    data_name: str | None = None
+    revision: int
+    users: int
+    items: int
+    added_items: int
+    modalities: list[str]
+    index: str
+
+
+class ErrorBody(BaseModel):
+    detail: Any
