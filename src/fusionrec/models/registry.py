@@ -15,6 +15,9 @@ _MODELS: dict[str, str] = {
     "most-popular": "fusionrec.models.popularity:MostPopular",
     "random": "fusionrec.models.popularity:RandomModel",
     "bpr-torch": "fusionrec.models.bpr_torch:BPRTorch",
+    "lightgcn": "fusionrec.models.lightgcn:LightGCN",
+    "freedom": "fusionrec.models.freedom:FREEDOM",
+    "bm3": "fusionrec.models.bm3:BM3",
 }
 
 
