@@ -18,6 +18,8 @@ _MODELS: dict[str, str] = {
     "lightgcn": "fusionrec.models.lightgcn:LightGCN",
     "freedom": "fusionrec.models.freedom:FREEDOM",
     "bm3": "fusionrec.models.bm3:BM3",
+    "vbpr": "fusionrec.models.vbpr:VBPR",
+    "late-fusion": "fusionrec.models.late_fusion:LateFusion",
 }
 
 

@@ -1,0 +1,82 @@
+"""Item-feature preparation shared by the content-aware models (VBPR, the attention network, LATTICE).
+
+Each modality is normalised with statistics learned at fit time; the statistics are kept as numpy state so
+that an item known only by its content (cold start) is normalised exactly as the training items were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fusionrec.data.dataset import Features
+from fusionrec.errors import ConfigError
+from fusionrec.fusion.strategies import NORMALISATIONS, resolve_modalities
+
+
+class ContentMixin:
+    """Fit-time feature normalisation and its replay on new rows.
+
+    State it sets: ``modalities_`` (list of names, in order), ``feat_mean_{j}_`` and ``feat_scale_{j}_`` per
+    modality ``j``. ``feature_norm`` (a hyperparameter of the model) is ``"l2"`` (centre, then unit rows),
+    ``"standard"`` (centre and scale columns) or ``"none"``.
+    """
+
+    feature_norm: str
+    modalities: Sequence[str] | str | None
+
+    def _prepare_features(self, features: Features | None, n_items: int) -> list[np.ndarray]:
+        names = resolve_modalities(features, self.modalities)
+        if not names or features is None:
+            raise ConfigError(
+                f"model {getattr(self, 'name', '?')!r} needs item features; load a data set with feature "
+                "files (e.g. an MMRec directory with *_feat.npy) or run `fusionrec features`"
+            )
+        if features.n_items != n_items:
+            raise ConfigError(f"features have {features.n_items} rows for {n_items} items")
+        if self.feature_norm not in NORMALISATIONS:
+            raise ConfigError(f"unknown feature_norm {self.feature_norm!r}; choose one of {NORMALISATIONS}")
+        self.modalities_ = list(names)
+        out = []
+        for j, n in enumerate(names):
+            x = np.asarray(features[n], dtype=np.float32)
+            mean = x.mean(axis=0) if self.feature_norm != "none" else np.zeros(x.shape[1], np.float32)
+            scale = np.ones(x.shape[1], np.float32)
+            if self.feature_norm == "standard":
+                scale = 1.0 / np.maximum(x.std(axis=0), 1e-8)
+            setattr(self, f"feat_mean_{j}_", mean.astype(np.float32))
+            setattr(self, f"feat_scale_{j}_", scale.astype(np.float32))
+            out.append(self._normalise(j, x))
+        return out
+
+    def _normalise(self, j: int, x: np.ndarray) -> np.ndarray:
+        mean, scale = getattr(self, f"feat_mean_{j}_"), getattr(self, f"feat_scale_{j}_")
+        x = np.asarray(x, dtype=np.float32).reshape(-1, len(mean))
+        if x.shape[1] != len(mean):
+            raise ConfigError(
+                f"modality {self.modalities_[j]!r} has {len(mean)} dimensions; got {x.shape[1]}"
+            )
+        z = (x - mean) * scale
+        if self.feature_norm == "l2":
+            z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8)
+        return z.astype(np.float32)
+
+    def _rows_for_new_items(self, rows: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+        """Normalised feature rows of new items; a modality missing from ``rows`` gets the training mean."""
+        unknown = sorted(set(rows) - set(self.modalities_))
+        if unknown:
+            raise ConfigError(f"unknown modality {unknown}; this model uses {self.modalities_}")
+        sizes = {np.asarray(v).reshape(-1, np.asarray(v).shape[-1]).shape[0] for v in rows.values()}
+        if len(sizes) != 1:
+            raise ConfigError("every modality in rows needs the same number of items")
+        n = sizes.pop() if sizes else 1
+        out = []
+        for j, name in enumerate(self.modalities_):
+            dim = len(getattr(self, f"feat_mean_{j}_"))
+            if name in rows:
+                out.append(self._normalise(j, np.asarray(rows[name], dtype=np.float32).reshape(n, dim)))
+            else:  # absent: the training mean, as Features imputes missing rows
+                mean = getattr(self, f"feat_mean_{j}_")
+                out.append(np.repeat(self._normalise(j, mean[None, :]), n, axis=0))
+        return out, n

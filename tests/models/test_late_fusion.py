@@ -1,0 +1,97 @@
+"""Late fusion: weights fitted on validation, per-model shares, artifacts with prefixed sub-model state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import checkerboard
+
+from fusionrec.artifacts import Artifact, load_artifact, save_artifact
+from fusionrec.data.dataset import Features, IdMap
+from fusionrec.errors import ConfigError
+from fusionrec.fusion.strategies import zscore_rows
+from fusionrec.models.late_fusion import LateFusion
+
+VBPR_FAST = {"factors": 8, "epochs": 20, "learning_rate": 0.05, "batch_size": 128}
+
+
+def _features(n_items: int) -> Features:
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=(n_items, 4)).astype(np.float32) * 0.3
+    x[:, 0] += np.where(np.arange(n_items) % 2 == 0, 1.0, -1.0)
+    return Features({"text": x})
+
+
+def _split(r: sp.csr_matrix, seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Move one random positive per user to validation."""
+    rng = np.random.RandomState(seed)
+    r = r.tolil(copy=True)
+    valid = sp.lil_matrix(r.shape, dtype=np.float32)
+    for u in range(r.shape[0]):
+        items = r.rows[u]
+        i = items[rng.randint(len(items))]
+        r[u, i] = 0
+        valid[u, i] = 1
+    train = sp.csr_matrix(r)
+    train.eliminate_zeros()
+    return train, sp.csr_matrix(valid)
+
+
+def _fit(**kw) -> LateFusion:
+    r = checkerboard(60, 40)
+    train, valid = _split(r)
+    m = LateFusion(**kw)
+    m.show_progress = False
+    return m.fit(train, _features(r.shape[1]), valid=valid)
+
+
+def test_weights_switch_off_a_useless_model():
+    m = _fit(models=["random", "vbpr"], params={"vbpr": VBPR_FAST}, metric="ndcg@3")
+    assert m.sub_names_ == ["random", "vbpr"]
+    w = dict(zip(m.sub_names_, m.weights_, strict=True))
+    assert w["vbpr"] == 1.0 and w["random"] < 0.5
+    assert m.valid_score_ is not None and m.valid_score_ > 0.3
+
+
+def test_score_is_sum_of_weighted_z_scores_and_shares():
+    m = _fit(models="most-popular,vbpr", params=[{}, VBPR_FAST], weights=[0.5, 1.0])
+    users = np.arange(6)
+    subs = m.sub_models
+    expected = 0.5 * zscore_rows(subs[0].score(users)) + zscore_rows(subs[1].score(users))
+    np.testing.assert_allclose(m.score(users), expected, rtol=1e-5, atol=1e-5)
+    shares = m.model_scores(users)
+    assert list(shares) == ["most-popular", "vbpr"]
+    np.testing.assert_allclose(sum(shares.values()), m.score(users), rtol=1e-5, atol=1e-5)
+    assert m.fold_in_user(np.array([0, 2, 4])).shape == (40,)
+
+
+def test_sub_models_get_distinct_seeds_from_ours():
+    m = _fit(models="vbpr,vbpr", params=[VBPR_FAST, VBPR_FAST], weights=[1, 1], random_state=5)
+    a, b = m.sub_models
+    assert (a.random_state, b.random_state) == (5, 6)
+    assert list(m.model_scores(np.arange(2))) == ["vbpr#0", "vbpr#1"]
+
+
+def test_save_load_round_trip(tmp_path):
+    m = _fit(models=["most-popular", "vbpr"], params={"vbpr": VBPR_FAST})
+    r = checkerboard(60, 40)
+    art = Artifact(model=m, user_ids=IdMap(range(r.shape[0])), item_ids=IdMap(range(r.shape[1])), train=r)
+    path = save_artifact(art, tmp_path / "lf")
+    back = load_artifact(path).model
+    users = np.arange(10)
+    np.testing.assert_array_equal(back.score(users), m.score(users))
+    assert back.sub_params_[1]["factors"] == 8
+    arrays = m.state_arrays()
+    assert "weights_" in arrays and "user_factors__m1_" in arrays and "item_popularity__m0_" in arrays
+
+
+def test_configuration_errors():
+    with pytest.raises(ConfigError, match="not in models"):
+        _fit(models=["most-popular"], params={"als": {}})
+    with pytest.raises(ConfigError, match="one value per model"):
+        _fit(models=["most-popular", "random"], weights=[1.0])
+    with pytest.raises(ConfigError, match="unknown model"):
+        _fit(models=["nope"])
+    with pytest.raises(ConfigError, match="itself"):
+        _fit(models=["late-fusion"])
