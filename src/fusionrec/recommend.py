@@ -45,13 +45,23 @@ def recommend_for_user(art: Artifact, user_id: str, *, k: int = 10, exclude_seen
     idx, scores = art.model.recommend(np.array([u]), k, exclude=art.train if exclude_seen else None)
     rows = _rows(art, idx[0], scores[0])
     if explain and rows:
-        from fusionrec.models.explain import explain_recommendations
-
-        items = np.array([art.item_ids.index(r["item_id"]) for r in rows])
-        contrib = explain_recommendations(art.model, np.full(len(items), u), items, art.features)
-        for r, c in zip(rows, contrib, strict=True):
-            r["explanation"] = c
+        for r, parts in zip(rows, explain_items(art, u, [r["item_id"] for r in rows]), strict=True):
+            r["explanation"] = parts
     return rows
+
+
+def explain_items(art: Artifact, user: int, item_ids: list[str]) -> list[dict[str, float]]:
+    """Per-modality (or per-part) contribution to each item's score for one user; score-only when the model
+    has no finer explanation."""
+    from fusionrec.models.explain import explain_recommendations
+
+    items = item_indices(art, item_ids)
+    try:
+        exp = explain_recommendations(art.model, np.array([user]), items[None, :], art.features)
+    except NotImplementedError:
+        scores = art.model.score(np.array([user]))[0, items]
+        return [{"score": float(s)} for s in scores]
+    return exp.to_dicts()[0]
 
 
 def item_indices(art: Artifact, item_ids: list[str]) -> np.ndarray:
