@@ -1,0 +1,371 @@
+"""Extraction pipeline: content hashes → cache lookup → extract only what is new → ``Features``.
+
+``extract_features(ds, image="cnn", text="sentence")`` is the one-call API; ``run_extraction`` returns
+the reports and extractor configs too (the CLI writes them into the manifest); ``extract_item_features``
+featurises one new item with the extractors a manifest describes (the HTTP server's cold-item path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusionrec.data.dataset import Dataset, Features, ItemContent
+from fusionrec.errors import ConfigError, DataError
+from fusionrec.features.base import (
+    ExtractionReport,
+    Extractor,
+    Failure,
+    config_key,
+    extractor_from_config,
+    extractor_kind,
+    get_extractor,
+)
+from fusionrec.features.store import FeatureStore, content_keys, load_state, save_state
+
+log = logging.getLogger("fusionrec")
+
+CacheSpec = FeatureStore | str | Path | bool | None
+
+
+@dataclass
+class ExtractionResult:
+    """Features plus, per modality, the run report, the extractor config and its learned state."""
+
+    features: Features
+    reports: dict[str, ExtractionReport] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def manifest(self) -> dict[str, Any]:
+        """Manifest entries: extractor configs (with state file names) and the run summary."""
+        extractors = {}
+        for name, cfg in self.configs.items():
+            entry = dict(cfg)
+            if self.states.get(name):
+                entry["state"] = f"extractors/{name}.npz"
+            extractors[name] = entry
+        return {"extractors": extractors, "extraction": {n: r.to_dict() for n, r in self.reports.items()}}
+
+    def write_states(self, out: str | Path) -> None:
+        """Write each fitted extractor's state to ``<out>/extractors/<modality>.npz``."""
+        for name, arrays in self.states.items():
+            if arrays:
+                save_state(Path(out) / "extractors" / f"{name}.npz", arrays)
+
+
+def _store(cache: CacheSpec) -> FeatureStore | None:
+    if cache is False:
+        return None
+    if isinstance(cache, FeatureStore):
+        return cache
+    if cache is None or cache is True:
+        return FeatureStore()
+    return FeatureStore(cache)
+
+
+def _content(items: Dataset | ItemContent) -> ItemContent:
+    if isinstance(items, Dataset):
+        if items.content is None:
+            raise DataError(
+                f"data set {items.name!r} carries no item content (texts / image paths) to extract features "
+                "from; MovieLens directories and tables with an items file do (--items for generic tables)"
+            )
+        return items.content
+    return items
+
+
+def _make(spec: str | Extractor, params: Mapping[str, Any] | None, show_progress: bool) -> Extractor:
+    if isinstance(spec, Extractor):
+        return spec
+    if "show_progress" not in (params or {}):
+        params = {**(params or {}), "show_progress": show_progress}
+    return get_extractor(spec, **params)
+
+
+def extract_modality(
+    extractor: Extractor,
+    items: ItemContent | Sequence[Any],
+    *,
+    modality: str | None = None,
+    store: FeatureStore | None = None,
+) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
+    """Run one extractor over ``items`` with the cache; returns ``(values, present, report)``.
+
+    Only items whose content hash is not cached under the extractor's config are extracted; identical content
+    is extracted once. Fitted extractors are fitted on the items with content (their state is cached too,
+    keyed by the content hashes and parameters, so an unchanged corpus is not refitted).
+    """
+    t0 = time.perf_counter()
+    modality = modality or extractor.kind
+    sources = extractor.sources(items)
+    n = len(sources)
+    report = ExtractionReport(modality=modality, extractor=extractor.name, n_items=n)
+    keys, unreadable = content_keys(sources, extractor.kind)
+    for i, reason in unreadable.items():
+        log.warning("%s: skipped %s: %s", extractor.name, sources[i], reason)
+    if extractor.needs_fit and not extractor.is_fitted:
+        tf = time.perf_counter()
+        _fit(extractor, sources, keys, store)
+        report.fit_seconds = time.perf_counter() - tf
+    config = extractor.config()
+    d = int(config["dims"])
+    values = np.zeros((n, d), np.float32)
+    present = np.zeros(n, bool)
+    reasons = [""] * n
+    have = [i for i in range(n) if keys[i] is not None]
+    uniq = list(dict.fromkeys(keys[i] for i in have))  # type: ignore[misc]
+    pos = {k: j for j, k in enumerate(uniq)}
+    u_vals = np.zeros((len(uniq), d), np.float32)
+    u_pres = np.zeros(len(uniq), bool)
+    u_reason = [""] * len(uniq)
+    hit = np.zeros(len(uniq), bool)
+    if store is not None and uniq:
+        u_vals, u_pres, hit, u_reason = store.lookup(config, uniq)  # type: ignore[arg-type]
+    todo = np.flatnonzero(~hit)
+    if len(todo):
+        first = {}
+        for i in have:
+            first.setdefault(keys[i], i)
+        todo_src = [sources[first[uniq[j]]] for j in todo]
+        v, p = extractor.transform(todo_src)
+        u_vals[todo] = v
+        u_pres[todo] = p
+        for f in extractor.last_failures:
+            u_reason[int(todo[f.index])] = f.reason or "unreadable"
+        if store is not None:
+            store.put(config, [uniq[j] for j in todo], v, p, [u_reason[j] for j in todo])
+    for i in have:
+        j = pos[keys[i]]
+        values[i] = u_vals[j]
+        present[i] = u_pres[j]
+        reasons[i] = u_reason[j]
+    for i, reason in unreadable.items():
+        reasons[i] = reason
+    report.n_cached = int(hit.sum())
+    report.n_extracted = len(todo)
+    report.n_present = int(present.sum())
+    report.failures = [Failure(i, _describe(sources[i]), reasons[i]) for i in range(n) if reasons[i]]
+    cached_failures = [f for f in report.failures if keys[f.index] is not None and hit[pos[keys[f.index]]]]
+    for f in cached_failures:  # re-runs still name every unusable file
+        log.warning("%s: skipped %s: %s (cached)", extractor.name, f.source, f.reason)
+    report.n_no_content = n - len(have) - len(unreadable)
+    report.seconds = time.perf_counter() - t0
+    return values, present, report
+
+
+def _describe(source: Any) -> str:
+    return f"<{len(source)} bytes>" if isinstance(source, bytes | bytearray) else str(source)
+
+
+def _fit(
+    extractor: Extractor, sources: list[Any], keys: list[str | None], store: FeatureStore | None
+) -> None:
+    fit_sources = [s for s, k in zip(sources, keys, strict=True) if k is not None]
+    if not fit_sources:
+        raise DataError(f"{extractor.name}: no item has {extractor.kind} content to fit on")
+    fit_key = None
+    if store is not None:
+        h = hashlib.sha256(
+            json.dumps(
+                {"name": extractor.name, "params": extractor.get_params()}, sort_keys=True, default=str
+            ).encode()
+        )
+        for k in sorted(k for k in keys if k is not None):
+            h.update(k.encode())
+        fit_key = h.hexdigest()[:24]
+        state = store.get_state(fit_key)
+        if state is not None:
+            extractor.load_state(state)
+            log.info("%s: reusing the state fitted on this corpus earlier", extractor.name)
+            return
+    extractor.fit(fit_sources)
+    if store is not None and fit_key is not None:
+        store.put_state(fit_key, extractor.state())
+
+
+def run_extraction(
+    items: Dataset | ItemContent,
+    *,
+    image: str | Extractor | None = "cnn",
+    text: str | Extractor | None = "sentence",
+    image_params: Mapping[str, Any] | None = None,
+    text_params: Mapping[str, Any] | None = None,
+    image_name: str = "image",
+    text_name: str = "text",
+    cache: CacheSpec = None,
+    show_progress: bool = False,
+) -> ExtractionResult:
+    """Extract the requested modalities of ``items``; see :func:`extract_features`."""
+    content = _content(items)
+    store = _store(cache)
+    result = ExtractionResult(features=Features())
+    plan = []
+    for name, spec, params, kind in (
+        (image_name, image, image_params, "image"),
+        (text_name, text, text_params, "text"),
+    ):
+        if spec is None:
+            continue
+        got = spec.kind if isinstance(spec, Extractor) else extractor_kind(spec)
+        if got != kind:
+            raise ConfigError(
+                f"{spec if isinstance(spec, str) else spec.name!r} is a {got} extractor; pass it as {got}="
+            )
+        plan.append((name, spec, params))
+    if len({p[0] for p in plan}) != len(plan):
+        raise ConfigError("image and text modalities need different names")
+    for name, spec, params in plan:
+        extractor = _make(spec, params, show_progress)
+        try:
+            values, present, report = extract_modality(extractor, content, modality=name, store=store)
+            result.configs[name] = extractor.config()
+            result.states[name] = extractor.state()
+        finally:
+            if not isinstance(spec, Extractor):
+                extractor.close()
+        result.features.add(name, values, present)
+        result.reports[name] = report
+        log.info("%s", report.summary())
+        if report.n_present == 0:
+            log.warning(
+                "%s: no item has usable %s content; the modality is all imputed", name, extractor.kind
+            )
+    return result
+
+
+def extract_features(
+    items: Dataset | ItemContent,
+    *,
+    image: str | Extractor | None = "cnn",
+    text: str | Extractor | None = "sentence",
+    image_params: Mapping[str, Any] | None = None,
+    text_params: Mapping[str, Any] | None = None,
+    image_name: str = "image",
+    text_name: str = "text",
+    cache: CacheSpec = None,
+    show_progress: bool = False,
+) -> Features:
+    """Item features of a data set (or ``ItemContent``), one matrix per requested modality.
+
+    Parameters
+    ----------
+    items
+        A ``Dataset`` with content, or an ``ItemContent``.
+    image, text
+        Extractor names (``cnn``/``bovw``/``color``; ``sentence``/``tfidf``/``lda``/``wordvec``), extractor
+        instances, or None to skip the modality.
+    image_params, text_params
+        Extractor parameters, e.g. ``{"arch": "resnet18", "weights": "r18.pth"}``.
+    image_name, text_name
+        Modality names in the result.
+    cache
+        A directory / ``FeatureStore`` for the content-hash cache, None for the default cache directory,
+        False to disable caching.
+    show_progress
+        tqdm progress bars.
+
+    Returns
+    -------
+    Features
+        ``(n_items, d)`` float32 per modality with present-masks (missing/unreadable content is absent and
+        imputed with the mean of present rows).
+    """
+    return run_extraction(
+        items,
+        image=image,
+        text=text,
+        image_params=image_params,
+        text_params=text_params,
+        image_name=image_name,
+        text_name=text_name,
+        cache=cache,
+        show_progress=show_progress,
+    ).features
+
+
+# ------------------------------------------------------------------------------------------------ one item
+
+_ITEM_EXTRACTORS: dict[str, Extractor] = {}
+_ITEM_LOCK = threading.Lock()
+
+
+def _item_extractor(
+    config: Mapping[str, Any],
+    base_dir: Path | None,
+    states: Mapping[str, Mapping[str, np.ndarray]] | None,
+    modality: str,
+) -> Extractor:
+    state = None
+    if states is not None and modality in states:
+        state = dict(states[modality])
+    elif config.get("state"):
+        if base_dir is None:
+            raise ConfigError(
+                f"extractor for {modality!r} needs its state file {config['state']}; pass base_dir= "
+                "(the directory holding the manifest)"
+            )
+        state = load_state(Path(base_dir) / str(config["state"]))
+    key = config_key({k: v for k, v in config.items() if k != "state"}) + modality
+    with _ITEM_LOCK:
+        ext = _ITEM_EXTRACTORS.get(key)
+        if ext is None:
+            ext = extractor_from_config(dict(config), state)
+            _ITEM_EXTRACTORS[key] = ext
+    return ext
+
+
+def extract_item_features(
+    extractor_configs: Mapping[str, Mapping[str, Any]],
+    *,
+    text: str | None = None,
+    image_bytes_or_path: bytes | str | Path | None = None,
+    base_dir: str | Path | None = None,
+    states: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Featurise ONE item with the extractors a feature manifest describes.
+
+    Parameters
+    ----------
+    extractor_configs
+        ``manifest["extractors"]``: ``{modality: config}`` as written by ``fusionrec features``.
+    text, image_bytes_or_path
+        The item's content; either may be None.
+    base_dir
+        Directory of the manifest, to find fitted extractors' state files (``extractors/<modality>.npz``).
+    states
+        Learned states given directly (``{modality: arrays}``) instead of files.
+
+    Returns
+    -------
+    dict
+        ``{modality: (d,) float32}`` for each modality whose content was given and usable; a modality that is
+        missing (no text, no image, unreadable image) is left out, so ``Features.append_rows`` marks it
+        absent.
+        Built extractors are kept in memory, so repeated calls do not reload models.
+    """
+    out: dict[str, np.ndarray] = {}
+    base = Path(base_dir) if base_dir is not None else None
+    for modality, config in extractor_configs.items():
+        kind = config.get("kind") or extractor_kind(str(config["name"]))
+        source: Any = text if kind == "text" else image_bytes_or_path
+        if source is None:
+            continue
+        if isinstance(source, Path):
+            source = str(source)
+        ext = _item_extractor(config, base, states, modality)
+        values, present = ext.transform([source])
+        if present[0]:
+            out[modality] = values[0]
+        elif ext.last_failures:
+            log.warning("%s: item content unusable: %s", modality, ext.last_failures[0].reason)
+    return out

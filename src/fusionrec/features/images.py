@@ -1,0 +1,134 @@
+"""Robust image decoding shared by the image extractors.
+
+Every mode PIL knows (greyscale, CMYK, palette, 16-bit, with or without alpha) becomes 8-bit RGB; transparent
+pixels are composited on white (posters and product shots sit on light backgrounds). Anything that cannot be
+decoded (truncated JPEG, a text file named ``.jpg``, a zero-byte file, a missing path) raises
+:class:`ImageDecodeError` with the reason, which callers log and count as an absent item.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ImageSource = str | os.PathLike | bytes | bytearray
+
+
+class ImageDecodeError(Exception):
+    """The bytes at a path are not a decodable image."""
+
+
+def open_rgb(source: ImageSource, draft_size: tuple[int, int] | None = None):
+    """Decode ``source`` (path or raw bytes) fully into an RGB ``PIL.Image``.
+
+    ``draft_size`` lets the JPEG decoder downscale by a power of two while decoding (much faster for large
+    photos; the result is still at least that size).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        fp: Any = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else Path(source)
+        with warnings.catch_warnings():
+            # PIL warns (not raises) on some corrupt EXIF blocks and on huge images; both are fine here
+            warnings.simplefilter("ignore")
+            with Image.open(fp) as im:
+                if draft_size is not None and im.format == "JPEG":
+                    im.draft("RGB", draft_size)
+                im.load()  # force a full decode so truncated files fail here, not later
+                return to_rgb(im)
+    except FileNotFoundError:
+        raise ImageDecodeError("file not found") from None
+    except IsADirectoryError:
+        raise ImageDecodeError("is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image file (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageDecodeError(f"corrupt or truncated image ({e})") from None
+
+
+def to_rgb(im):
+    """Convert any PIL mode to RGB, compositing transparency on white."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im.copy()
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = arr.max() if arr.size else 1.0
+        im = Image.fromarray((arr / max(hi, 1.0) * 255).astype(np.uint8), "L")
+    if im.mode == "F":
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        lo, hi = float(arr.min()), float(arr.max())
+        im = Image.fromarray(((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, im).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_resized(source: ImageSource, size: int) -> np.ndarray:
+    """``(size, size, 3)`` uint8 RGB, squashed to a square (as the pretrained features were computed)."""
+    from PIL import Image
+
+    im = open_rgb(source, draft_size=(size, size))
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def load_gray(source: ImageSource, max_side: int) -> np.ndarray:
+    """Greyscale uint8 array, downscaled so the longer side is at most ``max_side``."""
+    from PIL import Image
+
+    im = open_rgb(source, draft_size=(max_side, max_side))
+    w, h = im.size
+    scale = max_side / max(w, h)
+    if scale < 1:
+        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    return np.asarray(im.convert("L"), dtype=np.uint8)
+
+
+def decode_many(
+    sources: Sequence[ImageSource],
+    decode: Callable[[ImageSource], np.ndarray],
+    *,
+    workers: int,
+    chunk: int,
+) -> Iterator[tuple[int, list[np.ndarray | None], list[str | None]]]:
+    """Decode ``sources`` in chunks on a thread pool, one chunk ahead of the consumer.
+
+    Yields ``(start, arrays, errors)`` per chunk: ``arrays[j]`` is None when ``errors[j]`` says why. PIL and
+    OpenCV release the GIL while decoding, so threads overlap decoding with the consumer's compute.
+    """
+
+    def one(src: ImageSource) -> tuple[np.ndarray | None, str | None]:
+        try:
+            return decode(src), None
+        except ImageDecodeError as e:
+            return None, str(e)
+        except Exception as e:  # one strange file must never stop a run
+            return None, f"{type(e).__name__}: {e}"
+
+    starts = list(range(0, len(sources), chunk))
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fusionrec-decode") as pool:
+        pending = [pool.map(one, sources[s : s + chunk]) for s in starts[:2]]
+        for i, start in enumerate(starts):
+            results = list(pending[i])
+            if i + 2 < len(starts):
+                s = starts[i + 2]
+                pending.append(pool.map(one, sources[s : s + chunk]))
+            yield start, [r[0] for r in results], [r[1] for r in results]
+
+
+def describe_source(source: Any) -> str:
+    return str(source) if isinstance(source, str | os.PathLike) else f"<{len(source)} bytes>"
