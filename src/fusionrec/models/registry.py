@@ -14,6 +14,11 @@ from fusionrec.models.base import Recommender
 _MODELS: dict[str, str] = {
     "most-popular": "fusionrec.models.popularity:MostPopular",
     "random": "fusionrec.models.popularity:RandomModel",
+    "itemknn": "fusionrec.models.knn:ItemKNN",
+    "userknn": "fusionrec.models.knn:UserKNN",
+    "ease": "fusionrec.models.knn:EASE",
+    "als": "fusionrec.models.mf:ALS",
+    "bpr": "fusionrec.models.mf:BPR",
     "bpr-torch": "fusionrec.models.bpr_torch:BPRTorch",
     "lightgcn": "fusionrec.models.lightgcn:LightGCN",
     "freedom": "fusionrec.models.freedom:FREEDOM",

@@ -1,0 +1,151 @@
+"""`fusionrec tune`: grid search selecting on the validation split; the chosen setting is tested once."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from typing import Any
+
+from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit, parse_params
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="grid-search hyperparameters on the validation split",
+        description="Fit one model per grid point, select on the validation split only, then evaluate the "
+        "chosen model on test once. Example: fusionrec tune --data DIR --model als "
+        "--grid factors=32,64 --grid reg=0.01,0.1 --metric recall@20",
+    )
+    add_data_args(p)
+    add_split_args(p)
+    p.add_argument("--model", required=True, help="model name (see `fusionrec models`)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="values to try for one hyperparameter (repeatable; the grid is their product). "
+        "Separate values with ';' instead of ',' when a value itself holds commas",
+    )
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="fixed hyperparameter (repeatable)"
+    )
+    p.add_argument("--metric", default="recall@20", help="validation metric to maximise (NAME@K)")
+    p.add_argument(
+        "--masking",
+        choices=["train+valid", "train"],
+        default="train+valid",
+        help="items hidden when ranking for the final test (train: MMRec's convention)",
+    )
+    p.add_argument("--out", help="write the chosen model's artifact here")
+    add_output_args(p)
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["factors=32,64", "reg=0.01;0.1"]`` → ``{"factors": [32, 64], "reg": [0.01, 0.1]}``, values typed."""
+    from fusionrec.commands._common import parse_value
+    from fusionrec.errors import ConfigError
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not values.strip():
+            raise ConfigError(f"bad --grid {item!r}; write key=v1,v2,... (e.g. --grid factors=32,64)")
+        if key in grid:
+            raise ConfigError(f"--grid {key} given twice; list all its values in one --grid")
+        sep_char = ";" if ";" in values else ","
+        grid[key] = [parse_value(v.strip()) for v in values.split(sep_char) if v.strip()]
+    return grid
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from fusionrec.artifacts import save_artifact
+    from fusionrec.commands._common import load_data, make_split, table
+    from fusionrec.data.splits import split_summary
+    from fusionrec.errors import ConfigError, DataError
+    from fusionrec.evaluation import DEFAULT_METRICS, evaluate
+    from fusionrec.evaluation.metrics import parse_metric
+    from fusionrec.pipeline import build_model, fit_artifact
+
+    log = logging.getLogger("fusionrec")
+    try:
+        name, k = parse_metric(args.metric)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    metric = f"{name}@{k}"
+    metrics = list(dict.fromkeys([*DEFAULT_METRICS, metric]))
+    fixed = parse_params(args.param)
+    grid = parse_grid(args.grid)
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise ConfigError(f"{both} given both as --param and --grid; keep one")
+    points = grid_points(grid)
+    # Build every model first: a typo'd key or bad value fails before any data is loaded.
+    models = [build_model(args.model, {**fixed, **pt}, seed=args.seed, show_progress=False) for pt in points]
+
+    ds = load_data(args)
+    split = make_split(ds, args)
+    if split.valid.nnz == 0:
+        raise DataError(
+            "tuning needs a validation split, and this split's valid part is empty; "
+            "use --split ratio (8:1:1) or data that carries a valid part"
+        )
+    if split.cold_items is not None:
+        raise DataError("tune selects on a warm validation split; --split cold-items is not supported here")
+
+    rows: list[dict[str, Any]] = []
+    best = None  # (value, index, artifact)
+    for i, (pt, model) in enumerate(zip(points, models, strict=True)):
+        art, seconds = fit_artifact(ds, split, model, seed=args.seed)
+        res = evaluate(model, split, on="valid", metrics=metrics)
+        value = res.metrics[metric]
+        rows.append({**pt, **{f"valid {m}": res.metrics[m] for m in metrics}, "fit s": round(seconds, 2)})
+        log.info("grid point %d/%d %s: valid %s=%.4f (%.1fs)", i + 1, len(points), pt, metric, value, seconds)
+        if best is None or value > best[0]:
+            best = (value, i, art)
+        else:
+            del art
+    assert best is not None
+    value, best_i, art = best
+    test = evaluate(art.model, split, on="test", metrics=metrics, masking=args.masking)
+    chosen = {**fixed, **points[best_i]}
+    art.info["test_metrics"] = test.metrics
+    art.info["tuning"] = {"metric": metric, "grid": grid, "valid": rows, "chosen": chosen}
+    if args.out:
+        save_artifact(art, args.out)
+
+    payload = {
+        "model": args.model,
+        "metric": metric,
+        "masking": args.masking,
+        "split": split_summary(split),
+        "grid": rows,
+        "chosen": chosen,
+        "chosen_params": art.model.get_params(),
+        "chosen_index": best_i,
+        "valid": {metric: value},
+        "test": test.to_dict(),
+        "out": args.out,
+    }
+    columns = [*grid, f"valid {metric}", *[f"valid {m}" for m in metrics if m != metric], "fit s"]
+    marked = [{**r, "": "*" if j == best_i else ""} for j, r in enumerate(rows)]
+    lines = [
+        f"{args.model}: {len(points)} grid point(s), selected on valid {metric}",
+        table(marked, ["", *columns]),
+        f"chosen: {chosen or '(defaults)'}  valid {metric}={value:.4f}",
+        f"test (masking {args.masking}, evaluated once): "
+        + "  ".join(f"{m}={v:.4f}" for m, v in test.metrics.items()),
+    ]
+    if args.out:
+        lines.append(f"artifact → {args.out}")
+    emit(args, payload, "\n".join(lines))
+    return 0
