@@ -41,6 +41,7 @@ FAST_PARAMS: dict[str, dict] = {
             "vbpr": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "epochs": 20},
         },
     },
+    "neural": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
 }
 AUTO_EPOCHS = 20
 

@@ -26,7 +26,10 @@ class ContentMixin:
     feature_norm: str
     modalities: Sequence[str] | str | None
 
-    def _prepare_features(self, features: Features | None, n_items: int) -> list[np.ndarray]:
+    def _prepare_features(
+        self, features: Features | None, n_items: int, raw: Sequence[str] = ()
+    ) -> list[np.ndarray]:
+        """Normalised matrices of the modalities used; ``raw`` ones (pixels, token ids) pass unchanged."""
         names = resolve_modalities(features, self.modalities)
         if not names or features is None:
             raise ConfigError(
@@ -38,12 +41,14 @@ class ContentMixin:
         if self.feature_norm not in NORMALISATIONS:
             raise ConfigError(f"unknown feature_norm {self.feature_norm!r}; choose one of {NORMALISATIONS}")
         self.modalities_ = list(names)
+        self.raw_modalities_ = [n for n in names if n in set(raw)]
         out = []
         for j, n in enumerate(names):
             x = np.asarray(features[n], dtype=np.float32)
-            mean = x.mean(axis=0) if self.feature_norm != "none" else np.zeros(x.shape[1], np.float32)
+            identity = self.feature_norm == "none" or n in self.raw_modalities_
+            mean = np.zeros(x.shape[1], np.float32) if identity else x.mean(axis=0)
             scale = np.ones(x.shape[1], np.float32)
-            if self.feature_norm == "standard":
+            if self.feature_norm == "standard" and not identity:
                 scale = 1.0 / np.maximum(x.std(axis=0), 1e-8)
             setattr(self, f"feat_mean_{j}_", mean.astype(np.float32))
             setattr(self, f"feat_scale_{j}_", scale.astype(np.float32))
@@ -58,7 +63,7 @@ class ContentMixin:
                 f"modality {self.modalities_[j]!r} has {len(mean)} dimensions; got {x.shape[1]}"
             )
         z = (x - mean) * scale
-        if self.feature_norm == "l2":
+        if self.feature_norm == "l2" and self.modalities_[j] not in getattr(self, "raw_modalities_", ()):
             z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8)
         return z.astype(np.float32)
 
@@ -80,3 +85,23 @@ class ContentMixin:
                 mean = getattr(self, f"feat_mean_{j}_")
                 out.append(np.repeat(self._normalise(j, mean[None, :]), n, axis=0))
         return out, n
+
+
+def principal_basis(x: np.ndarray, dim: int | None) -> np.ndarray | None:
+    """Top-``dim`` principal directions ``(d, dim)`` of the rows of ``x`` (already centred), or ``None`` when
+    ``dim`` is ``None`` or not smaller than ``d``.
+
+    Used to shrink wide pretrained features (1280-d CNN pools) once before training: a model's projection
+    ``E`` then learns on ``dim`` columns, and ``basis @ E`` is the exported map from raw features, so cold
+    items still go from raw features to vectors in one product.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if dim is None or dim >= x.shape[1]:
+        return None
+    if dim < 1:
+        raise ConfigError(f"feature_dim must be a positive integer or None; got {dim}")
+    vals, vecs = np.linalg.eigh(x.T @ x)
+    basis = vecs[:, np.argsort(-vals)[:dim]]
+    # fix each direction's sign (largest-magnitude entry positive) so that equal data gives equal bases
+    sign = np.sign(basis[np.abs(basis).argmax(axis=0), np.arange(dim)])
+    return (basis * np.where(sign == 0, 1.0, sign)).astype(np.float32)

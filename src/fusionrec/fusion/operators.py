@@ -173,11 +173,18 @@ class ModalityAttention(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x = stack_modalities(xs, self.names)  # (B, M, d)
+        alpha = masked_softmax(self._logits(x, query), mask)
+        return (alpha.unsqueeze(-1) * x).sum(dim=1), alpha
+
+    def scores(self, xs: Mapping[str, torch.Tensor], query: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-softmax attention scores ``qᵀ W_m h_m``, ``(B, M)`` (to combine with masks of any shape)."""
+        return self._logits(stack_modalities(xs, self.names), query)
+
+    def _logits(self, x: torch.Tensor, query: torch.Tensor | None) -> torch.Tensor:
         q = self._query(query, x.shape[0])  # (B, H)
         h = torch.tanh(self.hidden_proj(x))  # (B, M, H)
-        logits = torch.einsum("bmh,mhk,bk->bm", h, self.bilinear, q)
-        alpha = masked_softmax(logits, mask)
-        return (alpha.unsqueeze(-1) * x).sum(dim=1), alpha
+        # scaled like dot-product attention so that the softmax does not saturate early
+        return torch.einsum("bmh,mhk,bk->bm", h, self.bilinear, q) / self.hidden_proj.out_features**0.5
 
     def weights(
         self,

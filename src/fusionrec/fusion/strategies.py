@@ -30,6 +30,7 @@ __all__ = [
     "combine_scores",
     "early_fusion",
     "fit_weights",
+    "masked_softmax_np",
     "normalise_modality",
     "resolve_modalities",
     "zscore_rows",
@@ -113,6 +114,18 @@ def zscore_rows(scores: np.ndarray, finite_only: bool = True) -> np.ndarray:
     mu = s.mean(axis=1, keepdims=True)
     sd = s.std(axis=1, keepdims=True)
     return ((s - mu) / np.maximum(sd, 1e-6)).astype(np.float32)
+
+
+def masked_softmax_np(logits: np.ndarray, mask: np.ndarray | None, axis: int = -1) -> np.ndarray:
+    """Numpy twin of ``operators.masked_softmax`` (serving scores without torch)."""
+    z = np.asarray(logits, dtype=np.float32)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf)
+    top = np.max(z, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(z - top)
+    total = e.sum(axis=axis, keepdims=True)
+    return np.where(total > 0, e / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
 
 
 def combine_scores(

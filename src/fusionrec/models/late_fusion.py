@@ -31,7 +31,7 @@ class LateFusion(Recommender):
     Parameters
     ----------
     models
-        Sub-model names, e.g. ``["als", "vbpr"]`` (``--param models=als,vbpr``).
+        Sub-model names, a list or a comma-separated string (``--param models=als,vbpr``).
     params
         Hyperparameters per sub-model: a mapping ``{name: {param: value}}`` or a list aligned with ``models``
         (``--param 'params={"als": {"factors": 32}}'``). A sub-model's ``random_state`` defaults to ours.
@@ -40,7 +40,7 @@ class LateFusion(Recommender):
     metric
         Validation metric the weights maximise.
     grid
-        Values each weight may take during the coordinate search.
+        Values each weight may take during the coordinate search (``None``: 0 to 3 in 13 steps).
     random_state
         Seed passed to sub-models that take one.
 
@@ -55,11 +55,11 @@ class LateFusion(Recommender):
     def __init__(
         self,
         *,
-        models: Sequence[str] | str = ("als", "vbpr"),
+        models: Sequence[str] | str = "als,vbpr",
         params: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]] | None = None,
         weights: Sequence[float] | None = None,
         metric: str = "recall@20",
-        grid: Sequence[float] = DEFAULT_GRID,
+        grid: Sequence[float] | None = None,
         random_state: int = 0,
     ) -> None:
         self.models = models
@@ -165,7 +165,7 @@ class LateFusion(Recommender):
             {n: round(s, 4) for n, s in zip(self.sub_names_, solo, strict=True)},
         )
         init = np.ones(len(blocks))
-        return fit_weights(blocks, objective, grid=tuple(self.grid), init=init)
+        return fit_weights(blocks, objective, grid=tuple(self.grid or DEFAULT_GRID), init=init)
 
     # ------------------------------------------------------------------ scoring
     def score(self, users: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ _MODELS: dict[str, str] = {
     "bm3": "fusionrec.models.bm3:BM3",
     "vbpr": "fusionrec.models.vbpr:VBPR",
     "late-fusion": "fusionrec.models.late_fusion:LateFusion",
+    "neural": "fusionrec.models.neural:NeuralFusion",
 }
 
 

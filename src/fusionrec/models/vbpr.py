@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.content import ContentMixin
+from fusionrec.fusion.content import ContentMixin, principal_basis
 from fusionrec.models._torch import Batch, TorchFactorModel, batch_l2, bpr_loss, to_numpy
 
 USER_CONTENT = ("shared", "per-modality")
@@ -40,6 +40,10 @@ class VBPR(ContentMixin, TorchFactorModel):
         Modalities to use (``None``: every modality of the data, whatever their names).
     feature_norm : str
         Per-modality normalisation before projection: ``"l2"``, ``"standard"`` or ``"none"``.
+    feature_dim : int or None
+        Wider modalities are first reduced to their top ``feature_dim`` principal directions (a fixed map
+        folded into the exported projection; it makes each step several times cheaper on 1280-d CNN
+        features). ``None`` keeps every dimension.
     epochs, learning_rate, batch_size, random_state, device
         Trainer settings (see ``models._torch``).
     reg : float
@@ -69,6 +73,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         user_content: str = "shared",
         modalities: Sequence[str] | None = None,
         feature_norm: str = "l2",
+        feature_dim: int | None = 128,
         epochs: int = 200,
         learning_rate: float = 0.005,
         reg: float = 1e-3,
@@ -87,6 +92,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         self.user_content = user_content
         self.modalities = modalities
         self.feature_norm = feature_norm
+        self.feature_dim = feature_dim
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.reg = reg
@@ -121,13 +127,19 @@ class VBPR(ContentMixin, TorchFactorModel):
         for emb in (module.user, module.item, module.theta):
             nn.init.normal_(emb.weight, std=0.1)
         nn.init.zeros_(module.item_bias.weight)
-        dims = {str(j): f.shape[1] for j, f in enumerate(feats)}
+        dims = {
+            str(j): f.shape[1] if self.feature_dim is None else min(f.shape[1], int(self.feature_dim))
+            for j, f in enumerate(feats)
+        }
         module.proj = Projections(dims, kc)
         module.content_bias = Projections(dims, 1)
         for lin in module.content_bias.maps.values():
             nn.init.zeros_(lin.weight)
+        module.bases = []
         for j, f in enumerate(feats):
-            module.register_buffer(f"feat_{j}", torch.from_numpy(f))
+            basis = principal_basis(f, self.feature_dim)
+            module.bases.append(basis)
+            module.register_buffer(f"feat_{j}", torch.from_numpy(f if basis is None else f @ basis))
         module.n_modalities = len(feats)
         return module
 
@@ -190,8 +202,11 @@ class VBPR(ContentMixin, TorchFactorModel):
         }
         # projections and content biases: what places a cold item
         for j in range(n_mod):
-            state[f"content_proj_{j}_"] = to_numpy(module.proj.linear(str(j)).weight.T)
-            state[f"content_bias_{j}_"] = to_numpy(module.content_bias.linear(str(j)).weight[0])
+            proj = to_numpy(module.proj.linear(str(j)).weight.T)
+            cbias = to_numpy(module.content_bias.linear(str(j)).weight[0])
+            basis = module.bases[j]
+            state[f"content_proj_{j}_"] = proj if basis is None else basis @ proj
+            state[f"content_bias_{j}_"] = cbias if basis is None else basis @ cbias
         return state
 
     @property
