@@ -42,6 +42,7 @@ FAST_PARAMS: dict[str, dict] = {
         },
     },
     "neural": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
+    "lattice": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "knn_k": 5},
 }
 AUTO_EPOCHS = 20
 

@@ -26,6 +26,7 @@ _MODELS: dict[str, str] = {
     "vbpr": "fusionrec.models.vbpr:VBPR",
     "late-fusion": "fusionrec.models.late_fusion:LateFusion",
     "neural": "fusionrec.models.neural:NeuralFusion",
+    "lattice": "fusionrec.models.lattice:LATTICE",
 }
 
 
