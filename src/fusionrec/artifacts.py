@@ -79,8 +79,7 @@ def save_artifact(art: Artifact, path: str | Path) -> Path:
             feats.update({f"{name}__mask": art.features.mask(name).astype(np.uint8) for name in art.features})
             save_file(feats, str(tmp / "features.safetensors"))
         if art.extra_arrays:
-            save_file({k: np.ascontiguousarray(v) for k, v in art.extra_arrays.items()},
-                      str(tmp / "extra_arrays.safetensors"))
+            save_file(encode_arrays(art.extra_arrays), str(tmp / "extra_arrays.safetensors"))
         if art.item_titles is not None:
             (tmp / "extra.json").write_text(json.dumps({"item_titles": art.item_titles}))
         if path.exists():
@@ -125,7 +124,7 @@ def load_artifact(path: str | Path) -> Artifact:
         info.update(json.loads((path / "extra.json").read_text()))
     extra_arrays = {}
     if (path / "extra_arrays.safetensors").exists():
-        extra_arrays = load_file(str(path / "extra_arrays.safetensors"))
+        extra_arrays = decode_arrays(load_file(str(path / "extra_arrays.safetensors")))
     return Artifact(model=model, user_ids=IdMap(ids["users"]), item_ids=IdMap(ids["items"]), train=train,
                     features=features, info=info, extra_arrays=extra_arrays)
 
@@ -133,7 +132,9 @@ def load_artifact(path: str | Path) -> Artifact:
 def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     """A copy of ``art`` without one user: its id, its training row and its rows of the model's user arrays.
 
-    By convention only arrays named ``user_*_`` have one row per user; their row of this user is deleted.
+    A model that defines ``forget_user_rows(idx)`` removes the user from its own state. Otherwise the naming
+    convention applies: arrays named ``user_*_`` have one row per user (that row is deleted), and CSR parts
+    named ``user_<name>_indptr_`` / ``_indices_`` / ``_data_`` have one row per user (that row is cut out).
     Item-side arrays learnt with the user's help are kept; refitting without the user removes that trace too.
     Save the result with :func:`save_artifact` to make the deletion durable.
     """
@@ -143,21 +144,68 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     model = art.model
     n_users = len(art.user_ids)
     arrays = model.state_arrays()
-    for name, value in arrays.items():
-        if name.startswith("user_") and value.ndim >= 1 and value.shape[0] == n_users:
-            arrays[name] = np.delete(value, idx, axis=0)
     meta = model.state_meta()
-    if "n_users_" in meta:
-        meta["n_users_"] = n_users - 1
     new_model = type(model).from_params(model.get_params())
     new_model.show_progress = model.show_progress
-    new_model.load_state(arrays, meta)
+    if hasattr(model, "forget_user_rows"):
+        new_model.load_state({k: v.copy() for k, v in arrays.items()}, meta)
+        new_model.forget_user_rows(idx)
+    else:
+        csr_rows = {name[: -len("indptr_")] for name in arrays
+                    if name.startswith("user_") and name.endswith("_indptr_") and len(arrays[name]) == n_users + 1}
+        for base in csr_rows:
+            indptr = arrays[f"{base}indptr_"]
+            lo, hi = int(indptr[idx]), int(indptr[idx + 1])
+            for part in ("indices_", "data_"):
+                if f"{base}{part}" in arrays:
+                    arrays[f"{base}{part}"] = np.delete(arrays[f"{base}{part}"], np.s_[lo:hi])
+            arrays[f"{base}indptr_"] = np.concatenate([indptr[: idx + 1], indptr[idx + 2:] - (hi - lo)])
+        for name, value in arrays.items():
+            if name.startswith("user_") and not any(name.startswith(b) for b in csr_rows) and value.ndim >= 1 \
+                    and value.shape[0] == n_users:
+                arrays[name] = np.delete(value, idx, axis=0)
+        if "n_users_" in meta:
+            meta["n_users_"] = n_users - 1
+        new_model.load_state(arrays, meta)
     keep = np.delete(np.arange(n_users), idx)
     train = sp.csr_matrix(art.train)[keep]
     info = dict(art.info)
     info["forgotten_users"] = int(info.get("forgotten_users", 0)) + 1
     return Artifact(model=new_model, user_ids=IdMap(art.user_ids.raw_ids[keep]), item_ids=art.item_ids,
                     train=train, features=art.features, info=info, extra_arrays=dict(art.extra_arrays))
+
+
+_STR_DATA, _STR_ENDS = "__utf8", "__utf8_ends"
+
+
+def encode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Make arrays safetensors can hold: string arrays (e.g. a TF-IDF vocabulary) become UTF-8 bytes + ends."""
+    out = {}
+    for k, v in arrays.items():
+        v = np.asarray(v)
+        if v.dtype.kind in "US":
+            parts = [str(x).encode() for x in v.ravel()]
+            out[k + _STR_DATA] = np.frombuffer(b"".join(parts), np.uint8).copy()
+            out[k + _STR_ENDS] = np.cumsum([len(b) for b in parts], dtype=np.int64).reshape(v.shape)
+        elif v.dtype == object:
+            raise DataError(f"array {k!r} holds Python objects; artifacts store numbers and strings only")
+        else:
+            out[k] = np.ascontiguousarray(v)
+    return out
+
+
+def decode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`encode_arrays`."""
+    out = {k: v for k, v in arrays.items() if not (k.endswith(_STR_DATA) or k.endswith(_STR_ENDS))}
+    for k in arrays:
+        if k.endswith(_STR_DATA):
+            name = k[: -len(_STR_DATA)]
+            data, ends = arrays[k].tobytes(), arrays[name + _STR_ENDS]
+            flat = ends.ravel()
+            starts = np.concatenate([[0], flat])[:-1]
+            out[name] = np.array([data[a:b].decode() for a, b in zip(starts, flat, strict=True)],
+                                 dtype=str).reshape(ends.shape)
+    return out
 
 
 def _json_default(o: Any) -> Any:

@@ -98,7 +98,7 @@ def _grouped(n_users: int = 120, n_items: int = 90, n_groups: int = 3, seed: int
         rows += [u] * len(pick)
         cols += list(pick)
     X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
-    content = np.eye(n_groups, dtype=np.float32)[ig] + 0.3 * rng.normal(size=(n_items, n_groups)).astype(np.float32)
+    content = (np.eye(n_groups)[ig] + 0.3 * rng.normal(size=(n_items, n_groups))).astype(np.float32)
     noise = rng.normal(size=(n_items, 8)).astype(np.float32)  # an uninformative second modality
     return X, ug, ig, Features({"text": content, "image": noise})
 
@@ -159,8 +159,8 @@ def test_cold_protocol_beats_random_when_content_is_informative():
     assert rows["als + content"]["recall@5"] > 0.65 > 0.4 > rows["random"]["recall@5"]
     assert rows["content-knn"]["recall@5"] > 0.65
     # train popularity of every cold item is 0: that baseline is random tie-breaking, reported as such
-    assert rows["popularity (train; all cold items tie)"] == {**rows["random"],
-                                                               "method": "popularity (train; all cold items tie)"}
+    tie = "popularity (train; all cold items tie)"
+    assert rows[tie] == {**rows["random"], "method": tie}
     assert res.info["cold_items"] == 36 and res.info["mapping"]["items"] == 120 - 36
 
 

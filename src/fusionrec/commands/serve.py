@@ -32,13 +32,20 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fusionrec.errors import ConfigError
-    from fusionrec.serving.app import ENV_ARTIFACT, ENV_INDEX, ENV_MAX_UPLOAD_MB, create_app
+    from fusionrec.serving.app import (
+        ENV_ARTIFACT,
+        ENV_INDEX,
+        ENV_MAX_UPLOAD_MB,
+        create_app,
+        single_threaded_numerics,
+    )
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1; got {args.workers}")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be in 1..65535; got {args.port}")
     level = "warning" if args.quiet else args.log_level
+    single_threaded_numerics()
     # load once in this process first: a bad artifact fails here with its message, not in every worker
     app = create_app(args.artifact, max_upload_mb=args.max_upload_mb, index=args.index)
     if args.workers == 1:

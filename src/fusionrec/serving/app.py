@@ -27,6 +27,7 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fusionrec import __version__
@@ -60,7 +61,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
 
 
 def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index: str = "auto",
-               watch: bool = True) -> FastAPI:
+               watch: bool = True, fast_path: bool = True) -> FastAPI:
     """A FastAPI app serving the artifact at ``artifact_path``.
 
     Parameters
@@ -73,6 +74,9 @@ def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index:
         "auto"/"hnsw": faiss HNSW retrieval for inner-product models; "exact": score every item.
     watch
         Pick up changes other worker processes make to the artifact (one ``stat`` per request).
+    fast_path
+        Serve ``GET /users/{id}/recommendations`` by a lean route (same validation, about twice the
+        throughput); False leaves it to the FastAPI route.
     """
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}")
@@ -103,9 +107,24 @@ def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index:
         exclude_seen: bool = True,
         explain: bool = False,
     ) -> JSONResponse:
-        snap, ranked = state.recommend_user(user_id, k, exclude_seen=exclude_seen)
-        explanations = state.explain(snap, ranked) if explain else None
-        return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
+        return _user_recommendations(state, user_id, k, exclude_seen, explain)
+
+    if fast_path:
+        # The busiest endpoint, served without FastAPI's per-request dependency machinery (about half the
+        # server's time per request); same parameters, same checks, same 422 bodies as the route above,
+        # which stays the documented one (and is what answers with fast_path=False).
+        async def fast_user_recommendations(request: Request) -> JSONResponse:
+            query = request.query_params
+            errors = []
+            k = _query_int(query, "k", 10, 1, schemas.MAX_K, errors)
+            exclude_seen = _query_bool(query, "exclude_seen", True, errors)
+            explain = _query_bool(query, "explain", False, errors)
+            if errors:
+                return JSONResponse({"detail": errors}, status_code=422)
+            return _user_recommendations(state, request.path_params["user_id"], k, exclude_seen, explain)
+
+        app.router.routes.insert(0, Route("/users/{user_id}/recommendations", fast_user_recommendations,
+                                          methods=["GET"], include_in_schema=False))
 
     @app.post("/recommendations", response_model=schemas.Recommendations,
               responses={404: {"model": schemas.ErrorBody}}, tags=["recommendations"])
@@ -158,6 +177,7 @@ def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index:
 
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` / multi-worker serving: settings come from the environment."""
+    single_threaded_numerics()
     path = os.environ.get(ENV_ARTIFACT)
     if not path:
         raise ConfigError(f"set {ENV_ARTIFACT} to the artifact directory (or run `fusionrec serve ARTIFACT`)")
@@ -165,7 +185,67 @@ def app_from_env() -> FastAPI:
                       index=os.environ.get(ENV_INDEX, "auto"))
 
 
+def single_threaded_numerics() -> None:
+    """One thread for faiss (OpenMP) and BLAS in this process: a server answers many small queries at once,
+    and thread pools that wake (and spin) for each one only take CPU from the others."""
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+    except ImportError:  # pragma: no cover - faiss is a serve dependency
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+
+
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _user_recommendations(state: ServingState, user_id: str, k: int, exclude_seen: bool,
+                          explain: bool) -> JSONResponse:
+    snap, ranked = state.recommend_user(user_id, k, exclude_seen=exclude_seen)
+    explanations = state.explain(snap, ranked) if explain else None
+    return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+def _query_int(query, name: str, default: int, lo: int, hi: int, errors: list) -> int:
+    """An integer query parameter checked as FastAPI/pydantic would, errors in their shape."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors.append({"type": "int_parsing", "loc": ["query", name], "input": raw,
+                       "msg": "Input should be a valid integer, unable to parse string as an integer"})
+        return default
+    if value < lo:
+        errors.append({"type": "greater_than_equal", "loc": ["query", name], "input": raw, "ctx": {"ge": lo},
+                       "msg": f"Input should be greater than or equal to {lo}"})
+    elif value > hi:
+        errors.append({"type": "less_than_equal", "loc": ["query", name], "input": raw, "ctx": {"le": hi},
+                       "msg": f"Input should be less than or equal to {hi}"})
+    return value
+
+
+def _query_bool(query, name: str, default: bool, errors: list) -> bool:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    low = raw.strip().lower()
+    if low in _TRUE or low in _FALSE:
+        return low in _TRUE
+    errors.append({"type": "bool_parsing", "loc": ["query", name], "input": raw,
+                   "msg": "Input should be a valid boolean, unable to interpret input"})
+    return default
 
 
 def _items(snap: Snapshot, ranked: Ranked, explanations: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

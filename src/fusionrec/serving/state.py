@@ -548,14 +548,16 @@ def _rank_vector(snap: Snapshot, q: np.ndarray, k: int, exclude: np.ndarray) -> 
     need = k + len(exclude)
     if isinstance(index, HNSWIndex) and need <= ANN_MAX_FRACTION * len(index):
         ids, scores = index.search(q, need)
+        excluded = np.zeros(snap.n_items, bool)
+        excluded[exclude] = True
         if len(exclude):
-            keep = ~np.isin(ids, exclude)
+            keep = ~excluded[ids]
             ids, scores = ids[keep], scores[keep]
         if len(ids) >= min(k, snap.n_model - len(exclude)):
             if snap.n_items > snap.n_model:
                 tail = np.arange(snap.n_model, snap.n_items)
                 tail_scores = snap.item_vecs[snap.n_model:] @ q  # type: ignore[index]
-                ok = ~np.isin(tail, exclude)
+                ok = ~excluded[tail]
                 ids = np.concatenate([ids, tail[ok]])
                 scores = np.concatenate([scores, tail_scores[ok]])
             order = np.lexsort((ids, -scores))[:k]

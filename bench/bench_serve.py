@@ -1,0 +1,174 @@
+"""Load test of the HTTP server on loopback: requests/s, p50/p99 latency of GET /users/{id}/recommendations.
+
+The server (``fusionrec serve``, one worker) runs in its own process on an ALS artifact of the demo data; the
+load comes from this process: N concurrent keep-alive connections (asyncio, raw HTTP/1.1, so the client costs
+little CPU next to the server), each sending its next request as soon as the previous answer arrived, for a
+fixed time and at most a fixed number of requests. Users are drawn at random; every non-200 answer or
+transport failure counts as an error. The machine's load average is reported with the numbers: on a shared
+2-core machine the other processes' CPU use moves latencies more than anything in the server does.
+
+    python bench/bench_serve.py            # 50 clients × 20 s, HNSW and exact retrieval
+    python bench/run.py serve --quick      # 50 clients × 5 s, HNSW only
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLIENTS = 50
+MAX_REQUESTS = 200_000  # a bound on the whole run, whatever the speed
+REQUEST_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_artifact(out: Path) -> tuple[Path, list[str]]:
+    """ALS (64 factors) on the demo data (5-core), as `fusionrec fit --data demo --kcore 5 --model als`."""
+    from fusionrec.artifacts import save_artifact
+    from fusionrec.data.loaders import LoadOptions, load_dataset
+    from fusionrec.data.splits import split_dataset
+    from fusionrec.pipeline import build_model, fit_artifact
+
+    ds = load_dataset("demo", options=LoadOptions(kcore=5))
+    split = split_dataset(ds, "ratio", seed=2026)
+    art, _ = fit_artifact(ds, split, build_model("als", {"factors": 64}, seed=2026, show_progress=False))
+    save_artifact(art, out)
+    return out, art.user_ids.to_list()
+
+
+def start_server(artifact: Path, port: int, index: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "fusionrec.cli", "serve", str(artifact), "--port", str(port),
+           "--index", index, "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start within 120 s")
+
+
+async def _client(port: int, paths: list[str], deadline: float, budget: list[int], lat: list[float],
+                  errors: list[str]) -> None:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError as e:
+        errors.append(f"connect: {e}")
+        return
+    i = 0
+    try:
+        while time.perf_counter() < deadline and budget[0] > 0:
+            budget[0] -= 1
+            path = paths[i % len(paths)]
+            i += 1
+            t0 = time.perf_counter()
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            try:
+                status, body = await asyncio.wait_for(_read_response(reader), REQUEST_TIMEOUT)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as e:
+                errors.append(f"{type(e).__name__}")
+                return
+            lat.append(time.perf_counter() - t0)
+            if status != 200 or not body.startswith(b"{"):
+                errors.append(f"status {status}")
+    finally:
+        writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def _load(port: int, users: list[str], clients: int, seconds: float, seed: int):
+    rng = np.random.default_rng(seed)
+    lat: list[float] = []
+    errors: list[str] = []
+    budget = [MAX_REQUESTS]
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    tasks = []
+    for _ in range(clients):
+        picks = rng.choice(len(users), size=2000)
+        paths = [f"/users/{users[u]}/recommendations?k=10" for u in picks]
+        tasks.append(_client(port, paths, deadline, budget, lat, errors))
+    await asyncio.gather(*tasks)
+    return np.asarray(lat), errors, time.perf_counter() - t0
+
+
+def load_test(artifact: Path, users: list[str], *, index: str = "auto", clients: int = CLIENTS,
+              seconds: float = 20.0, warmup: float = 2.0) -> dict:
+    port = _free_port()
+    proc = start_server(artifact, port, index)
+    try:
+        asyncio.run(_load(port, users, clients, warmup, seed=1))  # first requests pay one-off costs
+        lat, errors, wall = asyncio.run(_load(port, users, clients, seconds, seed=2))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    lat_ms = lat * 1000
+    return {
+        "requests": int(len(lat)), "rps": len(lat) / wall, "p50_ms": float(np.percentile(lat_ms, 50)),
+        "p99_ms": float(np.percentile(lat_ms, 99)), "max_ms": float(lat_ms.max()), "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5], "load_avg": os.getloadavg()[0],
+    }
+
+
+def run(quick: bool = False) -> list[dict]:
+    seconds = 5.0 if quick else 20.0
+    indexes = ["hnsw"] if quick else ["hnsw", "exact"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact, users = build_artifact(Path(tmp) / "als-demo")
+        for index in indexes:
+            r = load_test(artifact, users, index=index, seconds=seconds)
+            note = (f"{CLIENTS} clients × {seconds:g}s, {r['requests']} requests, {r['errors']} errors, "
+                    f"load avg {r['load_avg']:.1f}")
+            if r["errors"]:
+                note += f" ({', '.join(r['error_kinds'])})"
+            case = f"GET /users/{{id}}/recommendations k=10 [{index}]"
+            rows += [
+                {"bench": "serve", "case": f"{case} throughput", "value": r["rps"], "unit": "req/s",
+                 "note": note},
+                {"bench": "serve", "case": f"{case} p50", "value": r["p50_ms"], "unit": "ms"},
+                {"bench": "serve", "case": f"{case} p99", "value": r["p99_ms"], "unit": "ms",
+                 "note": "target < 50 ms with 0 errors"},
+                {"bench": "serve", "case": f"{case} errors", "value": float(r["errors"]), "unit": "count"},
+            ]
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
