@@ -102,21 +102,25 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
     )
     out = Path(args.out)
-    manifest_extra = result.manifest()
     if args.features_only:
-        write_features(out, result.features, ds.item_ids.to_list(), manifest=manifest_extra)
+        write_features(out, result.features, ds.item_ids.to_list(), manifest=result.manifest())
     else:
         merged = ds.features
         for name in result.features:
             merged.add(name, result.features[name], result.features.mask(name))
+            # a replaced modality keeps no learned state of the extractor that made it before
+            merged.extractor_state = {
+                k: v for k, v in merged.extractor_state.items() if k.split("/")[0] != name
+            }
+        merged.extractors.update(result.features.extractors)
+        merged.extractor_state.update(result.features.extractor_state)
         split = make_split(ds, args)
         export_mmrec(ds.with_features(merged), split, out)
         manifest_path = out / "manifest.json"
         info = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        info.update(manifest_extra)
+        info.update(result.manifest())
         info["split"] = split.name
         manifest_path.write_text(json.dumps(info, indent=2))
-    result.write_states(out)
     reports = {name: r.to_dict() for name, r in result.reports.items()}
     payload = {"out": str(out), "items": ds.n_items, "modalities": result.features.dims, "reports": reports}
     lines = [r.summary() for r in result.reports.values()]

@@ -293,6 +293,19 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def encode_strings(words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as ``(utf8 bytes uint8, end offsets int64)``: numeric arrays safetensors and npz both hold."""
+    data = [w.encode("utf-8") for w in words]
+    ends = np.cumsum([len(b) for b in data], dtype=np.int64)
+    return np.frombuffer(b"".join(data), dtype=np.uint8).copy(), ends
+
+
+def decode_strings(buf: np.ndarray, ends: np.ndarray) -> list[str]:
+    raw = np.asarray(buf, np.uint8).tobytes()
+    starts = np.concatenate([[0], np.asarray(ends, np.int64)[:-1]])
+    return [raw[a:b].decode("utf-8") for a, b in zip(starts.tolist(), np.asarray(ends).tolist(), strict=True)]
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
@@ -343,7 +356,7 @@ def extractor_from_config(
         if state is None:
             raise ConfigError(
                 f"extractor {config['name']!r} learns from the corpus; pass its saved state (the "
-                "extractors/<modality>.npz file written next to the features)"
+                "<modality>/* arrays of extractors.safetensors written next to the features)"
             )
         ext.load_state(state)
         got = state_hash(ext.state())

@@ -30,7 +30,9 @@ from fusionrec.features.base import (
     extractor_kind,
     get_extractor,
 )
-from fusionrec.features.store import FeatureStore, content_keys, load_state, save_state
+from fusionrec.features.store import FeatureStore, content_keys
+
+STATE_FILE = "extractors.safetensors"  # learned extractor state beside the features, keyed "modality/key"
 
 log = logging.getLogger("fusionrec")
 
@@ -47,20 +49,8 @@ class ExtractionResult:
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def manifest(self) -> dict[str, Any]:
-        """Manifest entries: extractor configs (with state file names) and the run summary."""
-        extractors = {}
-        for name, cfg in self.configs.items():
-            entry = dict(cfg)
-            if self.states.get(name):
-                entry["state"] = f"extractors/{name}.npz"
-            extractors[name] = entry
-        return {"extractors": extractors, "extraction": {n: r.to_dict() for n, r in self.reports.items()}}
-
-    def write_states(self, out: str | Path) -> None:
-        """Write each fitted extractor's state to ``<out>/extractors/<modality>.npz``."""
-        for name, arrays in self.states.items():
-            if arrays:
-                save_state(Path(out) / "extractors" / f"{name}.npz", arrays)
+        """Extra manifest entries: what each extraction did (counts, unreadable files, seconds)."""
+        return {"extraction": {n: r.to_dict() for n, r in self.reports.items()}}
 
 
 def _store(cache: CacheSpec) -> FeatureStore | None:
@@ -82,6 +72,28 @@ def _content(items: Dataset | ItemContent) -> ItemContent:
             )
         return items.content
     return items
+
+
+def with_image_dir(items: Dataset | ItemContent, image_dir: str | Path) -> ItemContent:
+    """Item content whose image paths point into ``image_dir`` (``<raw id>.<ext>``; None when absent)."""
+    if not isinstance(items, Dataset):
+        raise ConfigError("image_dir= needs a Dataset (its raw item ids name the image files)")
+    folder = Path(image_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"image directory {folder} does not exist")
+    by_stem: dict[str, str] = {}
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp") and f.stem not in by_stem:
+            by_stem[f.stem] = str(f)
+    paths = [by_stem.get(raw) for raw in items.item_ids]
+    found = sum(p is not None for p in paths)
+    if not found:
+        raise DataError(
+            f"{folder}: no image named after an item id (expected e.g. {items.item_ids.raw(0)}.jpg)"
+        )
+    log.info("images: %d of %d items have a file in %s", found, items.n_items, folder)
+    base = items.content or ItemContent(texts=[""] * items.n_items, image_paths=[None] * items.n_items)
+    return ItemContent(texts=base.texts, image_paths=paths, titles=base.titles, extra=base.extra)
 
 
 def _make(spec: str | Extractor, params: Mapping[str, Any] | None, show_progress: bool) -> Extractor:
@@ -202,11 +214,14 @@ def run_extraction(
     text_params: Mapping[str, Any] | None = None,
     image_name: str = "image",
     text_name: str = "text",
+    image_dir: str | Path | None = None,
     cache: CacheSpec = None,
     show_progress: bool = False,
 ) -> ExtractionResult:
     """Extract the requested modalities of ``items``; see :func:`extract_features`."""
     content = _content(items)
+    if image_dir is not None:
+        content = with_image_dir(items, image_dir)
     store = _store(cache)
     result = ExtractionResult(features=Features())
     plan = []
@@ -228,12 +243,19 @@ def run_extraction(
         extractor = _make(spec, params, show_progress)
         try:
             values, present, report = extract_modality(extractor, content, modality=name, store=store)
-            result.configs[name] = extractor.config()
-            result.states[name] = extractor.state()
+            config = extractor.config()
+            state = extractor.state()
         finally:
             if not isinstance(spec, Extractor):
                 extractor.close()
+        if state:
+            config["state"] = STATE_FILE
+        result.configs[name] = config
+        result.states[name] = state
         result.features.add(name, values, present)
+        # recorded on the Features so writers put them in manifest.json / extractors.safetensors
+        result.features.extractors[name] = config
+        result.features.extractor_state.update({f"{name}/{k}": np.asarray(v) for k, v in state.items()})
         result.reports[name] = report
         log.info("%s", report.summary())
         if report.n_present == 0:
@@ -252,6 +274,7 @@ def extract_features(
     text_params: Mapping[str, Any] | None = None,
     image_name: str = "image",
     text_name: str = "text",
+    image_dir: str | Path | None = None,
     cache: CacheSpec = None,
     show_progress: bool = False,
 ) -> Features:
@@ -268,6 +291,9 @@ def extract_features(
         Extractor parameters, e.g. ``{"arch": "resnet18", "weights": "r18.pth"}``.
     image_name, text_name
         Modality names in the result.
+    image_dir
+        Read item images from ``<image_dir>/<raw item id>.(jpg|jpeg|png|webp)`` instead of the content's
+        own image paths (``items`` must then be a ``Dataset``, for the raw ids).
     cache
         A directory / ``FeatureStore`` for the content-hash cache, None for the default cache directory,
         False to disable caching.
@@ -288,6 +314,7 @@ def extract_features(
         text_params=text_params,
         image_name=image_name,
         text_name=text_name,
+        image_dir=image_dir,
         cache=cache,
         show_progress=show_progress,
     ).features
@@ -312,9 +339,11 @@ def _item_extractor(
         if base_dir is None:
             raise ConfigError(
                 f"extractor for {modality!r} needs its state file {config['state']}; pass base_dir= "
-                "(the directory holding the manifest)"
+                "(the directory holding the manifest) or states="
             )
-        state = load_state(Path(base_dir) / str(config["state"]))
+        state = read_states(Path(base_dir)).get(modality)
+        if state is None:
+            raise ConfigError(f"{base_dir}: no learned state for modality {modality!r} in {STATE_FILE}")
     key = config_key({k: v for k, v in config.items() if k != "state"}) + modality
     with _ITEM_LOCK:
         ext = _ITEM_EXTRACTORS.get(key)
@@ -322,6 +351,20 @@ def _item_extractor(
             ext = extractor_from_config(dict(config), state)
             _ITEM_EXTRACTORS[key] = ext
     return ext
+
+
+def read_states(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    """``extractors.safetensors`` of a feature directory as ``{modality: {key: array}}``."""
+    path = Path(folder) / STATE_FILE
+    if not path.exists():
+        return {}
+    from safetensors.numpy import load_file
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in load_file(str(path)).items():
+        modality, _, name = key.partition("/")
+        out.setdefault(modality, {})[name] = value
+    return out
 
 
 def extract_item_features(
@@ -341,7 +384,7 @@ def extract_item_features(
     text, image_bytes_or_path
         The item's content; either may be None.
     base_dir
-        Directory of the manifest, to find fitted extractors' state files (``extractors/<modality>.npz``).
+        Directory of the manifest, to find fitted extractors' learned state (``extractors.safetensors``).
     states
         Learned states given directly (``{modality: arrays}``) instead of files.
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionrec.features.base import Extractor, l2_normalize
+from fusionrec.features.base import Extractor, decode_strings, encode_strings, l2_normalize
 
 log = logging.getLogger("fusionrec")
 
@@ -175,13 +175,14 @@ class TfidfExtractor(Extractor):
     def state(self) -> dict[str, np.ndarray]:
         if not self.is_fitted:
             return {}
-        out = {"vocabulary": np.asarray(self.vocabulary_, dtype=str), "idf": self.idf_}
+        buf, ends = encode_strings(self.vocabulary_ or [])
+        out = {"vocab_utf8": buf, "vocab_ends": ends, "idf": self.idf_}
         if self.components_ is not None:
             out["components"] = self.components_
         return out  # type: ignore[return-value]
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> TfidfExtractor:
-        self.vocabulary_ = [str(w) for w in arrays["vocabulary"]]
+        self.vocabulary_ = decode_strings(arrays["vocab_utf8"], arrays["vocab_ends"])
         self.idf_ = np.asarray(arrays["idf"], np.float32)
         self.components_ = np.asarray(arrays["components"], np.float32) if "components" in arrays else None
         self._cv = None

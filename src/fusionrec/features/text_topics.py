@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionrec.features.base import Extractor
+from fusionrec.features.base import Extractor, decode_strings, encode_strings
 from fusionrec.features.text_tfidf import count_vectorizer, fit_counts
 
 
@@ -123,10 +123,11 @@ class LdaExtractor(Extractor):
     def state(self) -> dict[str, np.ndarray]:
         if not self.is_fitted:
             return {}
-        return {"vocabulary": np.asarray(self.vocabulary_, dtype=str), "components": self.components_}  # type: ignore[dict-item]
+        buf, ends = encode_strings(self.vocabulary_ or [])
+        return {"vocab_utf8": buf, "vocab_ends": ends, "components": self.components_}  # type: ignore[dict-item]
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> LdaExtractor:
-        self.vocabulary_ = [str(w) for w in arrays["vocabulary"]]
+        self.vocabulary_ = decode_strings(arrays["vocab_utf8"], arrays["vocab_ends"])
         self.components_ = np.asarray(arrays["components"], np.float64)
         self._lda = None
         self._cv = None
