@@ -36,15 +36,19 @@ def main() -> int:
     ap.add_argument("--cache", help="feature cache directory (default: ~/.cache/fusionrec/features)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s"
+    )
 
     from fusionrec.data.loaders import load_movielens
     from fusionrec.features import run_extraction
 
     root = args.data.resolve()
     if not (root / "posters").is_dir():
-        print(f"error: {root}/posters not found; pass --data DIR (a MovieLens directory with posters/)",
-              file=sys.stderr)
+        print(
+            f"error: {root}/posters not found; pass --data DIR (a MovieLens directory with posters/)",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.perf_counter()
     ds = load_movielens(root)
@@ -52,7 +56,9 @@ def main() -> int:
     keep = np.flatnonzero(counts >= args.min_ratings)
     assert ds.content is not None
     content = ds.content.subset(keep)
-    res = run_extraction(content, image="cnn", text="sentence", cache=args.cache, show_progress=not args.quiet)
+    res = run_extraction(
+        content, image="cnn", text="sentence", cache=args.cache, show_progress=not args.quiet
+    )
     raw_ids = [str(r) for r in ds.item_ids.raw_ids[keep]]
 
     # written beside the destination and renamed into place, so a failed run leaves the old folder intact
@@ -69,7 +75,7 @@ def main() -> int:
             "items": len(raw_ids),
             "dtype": "float16",
             "extractors": res.features.extractors,
-            "source": f"MovieLens ml-latest-small posters and texts; movies with >= {args.min_ratings} ratings",
+            "source": f"MovieLens posters and texts, movies with >= {args.min_ratings} ratings",
             "present": {n: int(res.features.mask(n).sum()) for n in res.features},
             "built_with": "scripts/build_demo_features.py",
         }

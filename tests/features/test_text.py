@@ -128,3 +128,16 @@ def test_extract_item_features_matches_batch(tmp_path):
     assert three == {}
     with pytest.raises(ConfigError, match="base_dir"):
         extract_item_features({"text": configs["text"]}, text="heist")
+
+
+def test_sentence_onnx_matches_sentence_transformers():
+    long_text = " ".join(CORPUS) * 20  # past the 256-token limit: truncation must agree too
+    texts = CORPUS[:6] + [long_text, "x"]
+    onnx = get_extractor("sentence", runtime="onnx")
+    eager = get_extractor("sentence", runtime="torch")
+    a, pa = onnx.transform(texts)
+    b, pb = eager.transform(texts)
+    assert onnx.backend == "onnx" and eager.backend == "torch"
+    assert pa.all() and pb.all()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert onnx.config() == eager.config()

@@ -334,13 +334,14 @@ class CNNExtractor(Extractor):
         return self._torch_model
 
     def onnx_path(self) -> Path:
-        import torch
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:  # the exporter's version is part of the key; reading it does not import torch
+            torch_version = version("torch").split("+")[0]
+        except PackageNotFoundError:
+            torch_version = "none"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.arch)
-        tag = (
-            f"{safe}-{self.image_size}-{self.weights_id[:16]}-t{torch.__version__.split('+')[0]}"
-            f"-v{ONNX_EXPORT_VERSION}"
-        )
+        tag = f"{safe}-{self.image_size}-{self.weights_id[:16]}-t{torch_version}-v{ONNX_EXPORT_VERSION}"
         return cache_root() / "onnx" / f"{tag}.onnx"
 
     def export_onnx(self, path: Path | None = None) -> Path:
@@ -392,6 +393,8 @@ class CNNExtractor(Extractor):
                     opts.intra_op_num_threads = self.threads or min(os.cpu_count() or 1, 8)
                     opts.inter_op_num_threads = 1
                     opts.log_severity_level = 3
+                    # decode threads share the CPU: blocking (not spinning) workers leave them room
+                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
                     self._dim = int(self._session.get_outputs()[0].shape[1])
                     self.backend = "onnx"
