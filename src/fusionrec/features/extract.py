@@ -322,7 +322,7 @@ def extract_features(
 
 # ------------------------------------------------------------------------------------------------ one item
 
-_ITEM_EXTRACTORS: dict[str, Extractor] = {}
+_ITEM_EXTRACTORS: dict[str, tuple[Extractor, threading.Lock]] = {}
 _ITEM_LOCK = threading.Lock()
 
 
@@ -331,7 +331,7 @@ def _item_extractor(
     base_dir: Path | None,
     states: Mapping[str, Mapping[str, np.ndarray]] | None,
     modality: str,
-) -> Extractor:
+) -> tuple[Extractor, threading.Lock]:
     state = None
     if states is not None and modality in states:
         state = dict(states[modality])
@@ -346,11 +346,11 @@ def _item_extractor(
             raise ConfigError(f"{base_dir}: no learned state for modality {modality!r} in {STATE_FILE}")
     key = config_key({k: v for k, v in config.items() if k != "state"}) + modality
     with _ITEM_LOCK:
-        ext = _ITEM_EXTRACTORS.get(key)
-        if ext is None:
-            ext = extractor_from_config(dict(config), state)
-            _ITEM_EXTRACTORS[key] = ext
-    return ext
+        entry = _ITEM_EXTRACTORS.get(key)
+        if entry is None:
+            entry = (extractor_from_config(dict(config), state), threading.Lock())
+            _ITEM_EXTRACTORS[key] = entry
+    return entry
 
 
 def read_states(folder: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -405,10 +405,12 @@ def extract_item_features(
             continue
         if isinstance(source, Path):
             source = str(source)
-        ext = _item_extractor(config, base, states, modality)
-        values, present = ext.transform([source])
+        ext, lock = _item_extractor(config, base, states, modality)
+        with lock:  # one request at a time per extractor: lazy loading and failure lists are not shared-safe
+            values, present = ext.transform([source])
+            failures = list(ext.last_failures)
         if present[0]:
             out[modality] = values[0]
-        elif ext.last_failures:
-            log.warning("%s: item content unusable: %s", modality, ext.last_failures[0].reason)
+        elif failures:
+            log.warning("%s: item content unusable: %s", modality, failures[0].reason)
     return out
