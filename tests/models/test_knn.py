@@ -52,9 +52,11 @@ def test_pruned_cosine_equals_dense_reference(k, shrink, monkeypatch):
     got = pruned_cosine(x, k, shrink)
     assert got.shape == (25, 25) and np.diff(got.indptr).max() <= min(k, 24)
     np.testing.assert_allclose(got.toarray(), expect, rtol=1e-5, atol=1e-6)
-    # several row blocks give the same matrix as one
+    # several row blocks, and a sparse right-hand factor (large catalogues), give the same matrix
     monkeypatch.setattr(knn, "_BLOCK_ENTRIES", 60)
     np.testing.assert_allclose(pruned_cosine(x, k, shrink).toarray(), got.toarray(), rtol=0, atol=0)
+    monkeypatch.setattr(knn, "_DENSE_RHS_ENTRIES", 0)
+    np.testing.assert_allclose(pruned_cosine(x, k, shrink).toarray(), got.toarray(), rtol=1e-6, atol=1e-7)
 
 
 def test_itemknn_scores_are_history_times_neighbour_similarities():
