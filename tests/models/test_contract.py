@@ -188,6 +188,16 @@ def test_batch_scores_equal_single_user_scores(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_score_returns_a_fresh_array(name):
+    # callers (evaluator, recommend) mask scores in place without copying
+    model = fitted(name)
+    users = np.arange(N_USERS)
+    first = model.score(users)
+    first[:] = -np.inf
+    assert np.isfinite(model.score(users)).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_recommend_never_returns_excluded_items(name):
     train, _ = board()
     model = fitted(name)

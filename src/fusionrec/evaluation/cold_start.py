@@ -136,7 +136,7 @@ def _baselines(split: Split, feats, target: sp.csr_matrix, candidates: np.ndarra
         return out
 
     def const(vec: np.ndarray):
-        return lambda users: np.broadcast_to(vec, (len(users), n_items))
+        return lambda users: np.tile(vec, (len(users), 1))  # fresh: the evaluator masks in place
 
     train_pop = np.asarray(split.train.sum(axis=0)).ravel().astype(np.float32)
     # every cold item has train popularity 0; ties broken by the same random draw as "random"

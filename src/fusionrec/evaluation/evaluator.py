@@ -69,7 +69,7 @@ def evaluate_scores(
         not_cand[candidate_items] = False
     for start in range(0, len(users), batch_size):
         block = users[start:start + batch_size]
-        scores = np.array(score_fn(block), dtype=np.float32, copy=True)
+        scores = np.asarray(score_fn(block), dtype=np.float32)  # fresh per the score() contract
         if exclude is not None:
             mask_rows(scores, exclude, block)
         if candidate_items is not None:

@@ -111,7 +111,10 @@ class Recommender:
 
     # ------------------------------------------------------------------ scoring
     def score(self, users: np.ndarray) -> np.ndarray:
-        """Scores of every item for each user in ``users``: dense ``(len(users), n_items)`` float32."""
+        """Scores of every item for each user in ``users``: dense ``(len(users), n_items)`` float32.
+
+        The array is fresh (not a view of model state): callers mask it in place.
+        """
         raise NotImplementedError
 
     def user_vectors(self) -> np.ndarray:
@@ -131,9 +134,8 @@ class Recommender:
         """
         self.check_fitted()
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
-        if scores is None:
-            scores = self.score(users)
-        scores = np.array(scores, dtype=np.float32, copy=True)
+        # score() returns a fresh array (contract); caller-given scores are copied before masking
+        scores = self.score(users) if scores is None else np.array(scores, dtype=np.float32, copy=True)
         if exclude is not None:
             mask_rows(scores, exclude, users)
         return top_k(scores, k)
