@@ -144,6 +144,38 @@ def load_test(artifact: Path, users: list[str], *, index: str = "auto", clients:
     }
 
 
+def in_process_cost(artifact: Path, users: list[str], index: str, n: int = 3000) -> float:
+    """Microseconds per request through the ASGI app itself (no sockets, no client): the server's own cost."""
+    from fusionrec.serving.app import create_app, single_threaded_numerics
+
+    single_threaded_numerics()
+    app = create_app(artifact, index=index)
+
+    async def call(path: str) -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"k=10",
+                 "root_path": "", "headers": [(b"host", b"bench")], "server": ("127.0.0.1", 80),
+                 "client": ("127.0.0.1", 1)}
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                raise RuntimeError(f"status {message['status']}")
+
+        await app(scope, receive, send)
+
+    async def loop(count: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(count):
+            await call(f"/users/{users[i % len(users)]}/recommendations")
+        return (time.perf_counter() - t0) / count
+
+    asyncio.run(loop(200))
+    return asyncio.run(loop(n)) * 1e6
+
+
 def run(quick: bool = False) -> list[dict]:
     seconds = 5.0 if quick else 20.0
     indexes = ["hnsw"] if quick else ["hnsw", "exact"]
@@ -157,7 +189,11 @@ def run(quick: bool = False) -> list[dict]:
             if r["errors"]:
                 note += f" ({', '.join(r['error_kinds'])})"
             case = f"GET /users/{{id}}/recommendations k=10 [{index}]"
+            cost = in_process_cost(artifact, users, index, n=1000 if quick else 3000)
             rows += [
+                {"bench": "serve", "case": f"{case} server cost", "value": cost, "unit": "us/req",
+                 "note": "through the ASGI app in-process, no sockets; load avg "
+                         f"{os.getloadavg()[0]:.1f}"},
                 {"bench": "serve", "case": f"{case} throughput", "value": r["rps"], "unit": "req/s",
                  "note": note},
                 {"bench": "serve", "case": f"{case} p50", "value": r["p50_ms"], "unit": "ms"},

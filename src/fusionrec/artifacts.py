@@ -29,7 +29,7 @@ from safetensors.numpy import load_file, save_file
 
 from fusionrec import __version__
 from fusionrec.data.dataset import Features, IdMap
-from fusionrec.errors import DataError
+from fusionrec.errors import ConfigError, DataError
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import get_model_class
 
@@ -151,8 +151,18 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
         new_model.load_state({k: v.copy() for k, v in arrays.items()}, meta)
         new_model.forget_user_rows(idx)
     else:
-        csr_rows = {name[: -len("indptr_")] for name in arrays
-                    if name.startswith("user_") and name.endswith("_indptr_") and len(arrays[name]) == n_users + 1}
+        n_items = int(getattr(model, "n_items_", -1))
+        packed = [name for name in arrays if name.endswith("indptr_") and not name.startswith("user_")
+                  and len(arrays[name]) == n_users + 1 and n_users != n_items]
+        if packed:
+            # per-user rows this function cannot recognise: refuse rather than keep the user's data silently
+            raise ConfigError(
+                f"model {model.name!r} keeps per-user state in {packed} that forgetting cannot remove "
+                "(name it user_<name>_indptr_/indices_/data_ or give the model a forget_user_rows hook); "
+                "refit the model without this user instead"
+            )
+        csr_rows = {name[: -len("indptr_")] for name in arrays if name.startswith("user_")
+                    and name.endswith("_indptr_") and len(arrays[name]) == n_users + 1}
         for base in csr_rows:
             indptr = arrays[f"{base}indptr_"]
             lo, hi = int(indptr[idx]), int(indptr[idx + 1])
@@ -161,8 +171,8 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
                     arrays[f"{base}{part}"] = np.delete(arrays[f"{base}{part}"], np.s_[lo:hi])
             arrays[f"{base}indptr_"] = np.concatenate([indptr[: idx + 1], indptr[idx + 2:] - (hi - lo)])
         for name, value in arrays.items():
-            if name.startswith("user_") and not any(name.startswith(b) for b in csr_rows) and value.ndim >= 1 \
-                    and value.shape[0] == n_users:
+            if name.startswith("user_") and not any(name.startswith(b) for b in csr_rows) \
+                    and value.ndim >= 1 and value.shape[0] == n_users:
                 arrays[name] = np.delete(value, idx, axis=0)
         if "n_users_" in meta:
             meta["n_users_"] = n_users - 1
@@ -179,7 +189,7 @@ _STR_DATA, _STR_ENDS = "__utf8", "__utf8_ends"
 
 
 def encode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Make arrays safetensors can hold: string arrays (e.g. a TF-IDF vocabulary) become UTF-8 bytes + ends."""
+    """Arrays safetensors can hold: string arrays (e.g. a TF-IDF vocabulary) become UTF-8 bytes + ends."""
     out = {}
     for k, v in arrays.items():
         v = np.asarray(v)

@@ -10,6 +10,7 @@ import pytest
 from serving_helpers import NEW_MOVIE, TEST_EXTRACTORS, LiveServer, serve
 
 from fusionrec.artifacts import save_artifact
+from fusionrec.data.dataset import Features
 from fusionrec.data.loaders import LoadOptions, load_dataset, subset_interactions
 from fusionrec.data.splits import split_dataset
 from fusionrec.pipeline import build_model, fit_artifact
@@ -54,7 +55,8 @@ def _fit(ds, model: str, params: dict, out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_dataset():
-    return load_dataset("demo", options=LoadOptions(kcore=10))
+    """The bundled demo data, 10-core, interactions only (its bundled features are left out on purpose)."""
+    return load_dataset("demo", options=LoadOptions(kcore=10)).with_features(Features())
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +89,10 @@ def movies_template(tmp_path_factory, movies_dataset) -> Path:
 def movies_pop_template(tmp_path_factory, movies_dataset) -> Path:
     """Most-popular (not an inner-product model) on the same data. Do not modify."""
     return _fit(movies_dataset, "most-popular", {}, tmp_path_factory.mktemp("t") / "pop")
+
+
+@pytest.fixture(scope="session")
+def movies_vbpr_template(tmp_path_factory, movies_dataset) -> Path:
+    """VBPR (places cold items itself, explains its scores) on the 40-core movies. Do not modify."""
+    return _fit(movies_dataset, "vbpr", {"factors": 16, "epochs": 5, "feature_dim": 32},
+                tmp_path_factory.mktemp("t") / "vbpr")

@@ -15,7 +15,7 @@ from serving_helpers import copy_artifact, free_port
 
 from fusionrec.artifacts import Artifact, forget_user, load_artifact
 from fusionrec.data.dataset import IdMap
-from fusionrec.errors import DataError
+from fusionrec.errors import ConfigError, DataError
 from fusionrec.models.base import Recommender
 from fusionrec.serving.state import ServingState
 
@@ -81,6 +81,35 @@ def test_forget_follows_the_user_array_conventions():
     assert out.n_users_ == 3
     with pytest.raises(DataError, match="nothing to forget"):
         forget_user(art, "zz")
+    # per-user CSR rows under another name: refused, never silently kept
+    m2 = Packed()
+    m2.load_state({"history_indptr_": np.array([0, 2, 3, 3, 5]),
+                   "history_indices_": np.array([0, 1, 2, 0, 3])}, {"n_users_": 4, "n_items_": 6})
+    with pytest.raises(ConfigError, match="history_indptr_"):
+        forget_user(Artifact(model=m2, user_ids=art.user_ids, item_ids=IdMap(list("uvwxyz")),
+                             train=np.zeros((4, 6), np.float32)), "b")
+
+
+def test_item_knn_user_history_is_removed_or_the_deletion_refused(demo_dataset, tmp_path, client_for):
+    from fusionrec.artifacts import save_artifact
+    from fusionrec.data.splits import split_dataset
+    from fusionrec.pipeline import build_model, fit_artifact
+
+    split = split_dataset(demo_dataset, "ratio", seed=7)
+    art, _ = fit_artifact(demo_dataset, split, build_model("itemknn", {}, show_progress=False))
+    save_artifact(art, tmp_path / "knn")
+    c = client_for(tmp_path / "knn")
+    user = art.user_ids.raw(5)
+    r = c.delete(f"/users/{user}")
+    after = load_artifact(tmp_path / "knn")
+    if r.status_code == 200:
+        assert user not in after.user_ids
+        history = {k: v for k, v in after.model.state_arrays().items() if "indptr" in k and
+                   len(v) in (len(art.user_ids), len(art.user_ids) + 1)}
+        assert all(len(v) == len(after.user_ids) + 1 for v in history.values())
+    else:  # refused with a reason, and nothing changed
+        assert r.status_code == 409 and "refit" in r.json()["detail"]
+        assert user in after.user_ids and c.get(f"/users/{user}/recommendations").status_code == 200
 
 
 @pytest.mark.slow

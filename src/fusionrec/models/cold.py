@@ -59,7 +59,7 @@ class ContentMapper:
     # ------------------------------------------------------------------ fit
     def fit(self, features: Mapping[str, np.ndarray], targets: np.ndarray, rows: np.ndarray | None = None, *,
             metric: np.ndarray | None = None) -> ContentMapper:
-        """Learn the map on ``rows`` of ``features`` (``{modality: (n_items, d)}``) to ``targets`` (n_items, k).
+        """Learn the map from ``rows`` of ``features`` (``{modality: (n_items, d)}``) to ``targets`` (n, k).
 
         ``metric`` (k, k), e.g. the users' second moment ``U.T @ U / n``, weighs residuals when GCV picks the
         penalty (the ridge solution itself does not depend on it).

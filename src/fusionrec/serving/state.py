@@ -359,7 +359,10 @@ class ServingState:
         """Remove a user's id, interactions and vector from the served model and from the artifact on disk."""
         with self._mutating() as snap:
             self.user_index(snap, raw_user)
-            new = forget_user(snap.art, raw_user)
+            try:
+                new = forget_user(snap.art, raw_user)
+            except ConfigError as e:
+                raise UnsupportedError(str(e)) from None
             snap = self._commit(new, snap)
         log.info("forgot a user; %d users remain", snap.n_users)
         return {"user_id": raw_user, "forgotten": True, "users": snap.n_users, "revision": snap.revision}
