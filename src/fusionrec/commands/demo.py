@@ -13,6 +13,9 @@ from fusionrec.commands._common import add_output_args, emit, table
 # Each entry: (model name, params). Multimodal entries run only when the data has features.
 DEMO_MODELS: list[tuple[str, dict]] = [
     ("most-popular", {}),
+    ("itemknn", {}),
+    ("als", {}),
+    ("vbpr", {}),
 ]
 
 
@@ -43,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.images:
         from fusionrec.features import extract_features
 
-        image_feats = extract_features(ds, image="cnn", image_dir=args.images, show_progress=not args.quiet)
+        image_feats = extract_features(ds, image="cnn", text=None, image_dir=args.images,
+                                       show_progress=not args.quiet)
         feats = ds.features
         for name in image_feats:
             feats.add(name, image_feats[name], image_feats.mask(name))
+        feats.extractors.update(image_feats.extractors)
         ds = ds.with_features(feats)
     split = split_dataset(ds, "ratio", seed=args.seed)
     log.info("demo data: %s; split %s", ds.summary(), split_summary(split))
