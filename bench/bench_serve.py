@@ -130,6 +130,7 @@ def load_test(artifact: Path, users: list[str], *, index: str = "auto", clients:
     try:
         asyncio.run(_load(port, users, clients, warmup, seed=1))  # first requests pay one-off costs
         lat, errors, wall = asyncio.run(_load(port, users, clients, seconds, seed=2))
+        rss_mb = _rss_mb(proc.pid)
     finally:
         proc.terminate()
         try:
@@ -140,8 +141,18 @@ def load_test(artifact: Path, users: list[str], *, index: str = "auto", clients:
     return {
         "requests": int(len(lat)), "rps": len(lat) / wall, "p50_ms": float(np.percentile(lat_ms, 50)),
         "p99_ms": float(np.percentile(lat_ms, 99)), "max_ms": float(lat_ms.max()), "errors": len(errors),
-        "error_kinds": sorted(set(errors))[:5], "load_avg": os.getloadavg()[0],
+        "error_kinds": sorted(set(errors))[:5], "load_avg": os.getloadavg()[0], "rss_mb": rss_mb,
     }
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def in_process_cost(artifact: Path, users: list[str], index: str, n: int = 3000) -> float:
@@ -185,7 +196,7 @@ def run(quick: bool = False) -> list[dict]:
         for index in indexes:
             r = load_test(artifact, users, index=index, seconds=seconds)
             note = (f"{CLIENTS} clients × {seconds:g}s, {r['requests']} requests, {r['errors']} errors, "
-                    f"load avg {r['load_avg']:.1f}")
+                    f"load avg {r['load_avg']:.1f}, server RSS {r['rss_mb']:.0f} MB")
             if r["errors"]:
                 note += f" ({', '.join(r['error_kinds'])})"
             case = f"GET /users/{{id}}/recommendations k=10 [{index}]"

@@ -538,8 +538,11 @@ def _rank_scores(scores: np.ndarray, k: int, exclude: np.ndarray, source: str) -
     kk = min(k, int(finite.sum()))
     if kk <= 0:
         return Ranked(np.empty(0, np.int64), np.empty(0, np.float32), source)
-    idx = np.argpartition(-scores, kk - 1)[:kk] if kk < len(scores) else np.arange(len(scores))
-    idx = idx[np.isfinite(scores[idx])]
+    if kk < len(scores):
+        cut = scores[np.argpartition(-scores, kk - 1)[:kk]].min()
+        idx = np.flatnonzero(scores >= cut)  # every item tied at the cut competes, not an arbitrary few
+    else:
+        idx = np.flatnonzero(finite)
     order = np.lexsort((idx, -scores[idx]))  # score desc, index asc on ties: deterministic
     idx = idx[order][:kk]
     return Ranked(idx.astype(np.int64), scores[idx], source)
