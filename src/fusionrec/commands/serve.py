@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         ENV_INDEX,
         ENV_MAX_UPLOAD_MB,
         create_app,
+        freeze_startup_objects,
         single_threaded_numerics,
     )
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     # load once in this process first: a bad artifact fails here with its message, not in every worker
     app = create_app(args.artifact, max_upload_mb=args.max_upload_mb, index=args.index)
     if args.workers == 1:
+        freeze_startup_objects()
         uvicorn.run(app, host=args.host, port=args.port, log_level=level)
         return 0
     del app
