@@ -136,3 +136,20 @@ def test_neighbourhood_models_on_the_benchmark(benchmark_dir):
     for model in (ItemKNN(similarity="bm25"), UserKNN(), EASE()):
         res = evaluate(model.fit(split.train), split, on="test", masking="train").metrics
         assert res["recall@20"] > 0.22, (model.name, res)
+
+
+@pytest.mark.parametrize("name", ["itemknn", "userknn", "ease"])
+def test_forgetting_a_user_removes_its_history(name):
+    # kNN models keep training rows to score; a forgotten user's row must leave the model (privacy)
+    from fusionrec.artifacts import Artifact, forget_user
+    from fusionrec.data.dataset import IdMap
+    from fusionrec.models import create_model
+
+    X = checkerboard()
+    model = create_model(name).fit(X)
+    art = Artifact(model=model, user_ids=IdMap(range(X.shape[0])), item_ids=IdMap(range(X.shape[1])), train=X)
+    new = forget_user(art, 0).model
+    assert (new._history_matrix() != X[1:]).nnz == 0
+    assert new.score(np.arange(X.shape[0] - 1)).shape == (X.shape[0] - 1, X.shape[1])
+    if name == "userknn":
+        assert new._sim.shape == (X.shape[0] - 1, X.shape[0] - 1)

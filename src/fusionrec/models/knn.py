@@ -138,6 +138,13 @@ class _HistoryMixin:
             )
         return self._history
 
+    def forget_user_rows(self, idx: int) -> None:
+        """Remove user ``idx``'s training row (used when a user asks to be forgotten)."""
+        self.check_fitted()
+        keep = np.delete(np.arange(self.n_users_), idx)
+        self._store_history(self._history_matrix()[keep])
+        self.n_users_ -= 1
+
     def _new_row(self, item_idx: np.ndarray) -> sp.csr_matrix:
         item_idx = np.unique(np.asarray(item_idx, dtype=np.int64))
         return sp.csr_matrix(
@@ -260,6 +267,13 @@ class UserKNN(_HistoryMixin, Recommender):
         self._sim = _from_parts(
             self.sim_indptr_, self.sim_indices_, self.sim_data_, (self.n_users_, self.n_users_)
         )
+
+    def forget_user_rows(self, idx: int) -> None:
+        """Remove user ``idx`` as a row of the history and as a row and column of the user × user similarity."""
+        keep = np.delete(np.arange(self.n_users_), idx)
+        super().forget_user_rows(idx)
+        self._sim = self._sim[keep][:, keep].tocsr()
+        self.sim_indptr_, self.sim_indices_, self.sim_data_ = _to_parts(self._sim)
 
     def _reset(self) -> None:
         super()._reset()
