@@ -86,6 +86,13 @@ def test_save_load_round_trip(tmp_path):
     assert "weights_" in arrays and "user_factors__m1_" in arrays and "item_popularity__m0_" in arrays
 
 
+def test_several_validation_metrics_are_averaged():
+    m = _fit(models=["random", "vbpr"], params={"vbpr": VBPR_FAST}, metric="ndcg@3,recall@3")
+    assert m.weights_[0] < 0.5 and 0 < m.valid_score_ <= 1
+    with pytest.raises(ValueError, match="metric"):  # before any sub-model trains
+        _fit(models=["random"], metric="recal@20")
+
+
 def test_configuration_errors():
     with pytest.raises(ConfigError, match="not in models"):
         _fit(models=["most-popular"], params={"als": {}})

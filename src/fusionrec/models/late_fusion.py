@@ -38,7 +38,7 @@ class LateFusion(Recommender):
     weights
         Fixed weights, one per sub-model; ``None`` fits them on validation (equal weights without it).
     metric
-        Validation metric the weights maximise.
+        Validation metric the weights maximise; several (a list, or ``"recall@20,ndcg@20"``) are averaged.
     grid
         Values each weight may take during the coordinate search (``None``: 0 to 3 in 13 steps).
     random_state
@@ -58,7 +58,7 @@ class LateFusion(Recommender):
         models: Sequence[str] | str = "als,vbpr",
         params: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]] | None = None,
         weights: Sequence[float] | None = None,
-        metric: str = "recall@20",
+        metric: str | Sequence[str] = "recall@20",
         grid: Sequence[float] | None = None,
         random_state: int = 0,
     ) -> None:
@@ -110,6 +110,7 @@ class LateFusion(Recommender):
 
         names = self._model_names()
         sub_params = self._model_params(names)
+        self._metrics()  # a typo fails before any sub-model trains
         subs: list[Recommender] = []
         for j, (n, p) in enumerate(zip(names, sub_params, strict=True)):
             model = create_model(n, p)
@@ -144,9 +145,21 @@ class LateFusion(Recommender):
             best,
         )
 
+    def _metrics(self) -> list[str]:
+        from fusionrec.evaluation.metrics import parse_metric
+
+        names = [self.metric] if isinstance(self.metric, str) else list(self.metric)
+        names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
+        for n in names:
+            parse_metric(n)  # fail early on a typo
+        if not names:
+            raise ConfigError("late-fusion needs a validation metric, e.g. metric=recall@20")
+        return names
+
     def _fit_weights(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> tuple[np.ndarray, float]:
         from fusionrec.evaluation import evaluate_scores
 
+        metrics = self._metrics()
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         blocks = [zscore_rows(m.score(users)) for m in self._subs]
         row = np.full(valid.shape[0], -1, np.int64)
@@ -154,9 +167,9 @@ class LateFusion(Recommender):
 
         def objective(fused: np.ndarray) -> float:
             res = evaluate_scores(
-                lambda u: fused[row[u]], valid, train, metrics=(self.metric,), batch_size=len(users)
+                lambda u: fused[row[u]], valid, train, metrics=metrics, batch_size=len(users)
             )
-            return res.metrics[self.metric]
+            return float(np.mean([res.metrics[m] for m in metrics]))
 
         solo = [objective(b) for b in blocks]
         log.info(
