@@ -111,54 +111,59 @@ class VBPR(ContentMixin, TorchFactorModel):
         import torch
         from torch import nn
 
-        from fusionrec.fusion.operators import Projections
-
         if self.user_content not in USER_CONTENT:
             raise ConfigError(f"user_content must be one of {USER_CONTENT}; got {self.user_content!r}")
         n_users, n_items = user_items.shape
         feats = self._prepare_features(features, n_items)
         k, kc = int(self.factors), int(self.content_factors or self.factors)
-        n_theta = len(feats) if self.user_content == "per-modality" else 1
+        n_mod = len(feats)
+        per_mod = self.user_content == "per-modality"
         module = nn.Module()
         module.user = nn.Embedding(n_users, k)
         module.item = nn.Embedding(n_items, k)
-        module.theta = nn.Embedding(n_users, kc * n_theta)
+        module.theta = nn.Embedding(n_users, kc * (n_mod if per_mod else 1))
         module.item_bias = nn.Embedding(n_items, 1)
         for emb in (module.user, module.item, module.theta):
             nn.init.normal_(emb.weight, std=0.1)
         nn.init.zeros_(module.item_bias.weight)
-        dims = {
-            str(j): f.shape[1] if self.feature_dim is None else min(f.shape[1], int(self.feature_dim))
-            for j, f in enumerate(feats)
-        }
-        module.proj = Projections(dims, kc)
-        module.content_bias = Projections(dims, 1)
-        for lin in module.content_bias.maps.values():
-            nn.init.zeros_(lin.weight)
-        module.bases = []
-        for j, f in enumerate(feats):
+        # Every modality's (reduced) features side by side, and ONE linear map whose rows are
+        # [E (shared) or E_1 … E_M (per modality, block-diagonal), βᶜ]: a step is one gather and one product
+        # (separate per-modality layers made VBPR's small steps overhead-bound).
+        module.bases, blocks = [], []
+        for f in feats:
             basis = principal_basis(f, self.feature_dim)
             module.bases.append(basis)
-            module.register_buffer(f"feat_{j}", torch.from_numpy(f if basis is None else f @ basis))
-        module.n_modalities = len(feats)
+            blocks.append(f if basis is None else f @ basis)
+        module.spans = np.cumsum([0] + [b.shape[1] for b in blocks]).tolist()
+        module.register_buffer("feats", torch.from_numpy(np.ascontiguousarray(np.hstack(blocks))))
+        n_out = kc * (n_mod if per_mod else 1) + 1
+        module.content = nn.Linear(module.spans[-1], n_out, bias=False)
+        with torch.no_grad():
+            module.content.weight[-1].zero_()
+        if per_mod:
+            mask = torch.zeros(n_out, module.spans[-1])
+            for j in range(n_mod):
+                mask[j * kc : (j + 1) * kc, module.spans[j] : module.spans[j + 1]] = 1.0
+            mask[-1] = 1.0
+            module.register_buffer("mask", mask)
+        module.kc, module.n_modalities = kc, n_mod
         return module
 
+    def _content_weight(self, module):
+        w = module.content.weight
+        return w * module.mask if hasattr(module, "mask") else w
+
     def _content(self, module, items):
-        """Per-modality projected content ``E_m f_{i,m}`` and summed content bias of ``items`` (any shape).
+        """Content part ``(…, n_out − 1)`` (per-modality blocks, or their sum if shared) and content bias."""
+        x = module.feats[items.reshape(-1)]
+        if getattr(self, "_training", False) and (self.modality_dropout or self.feature_noise):
+            import torch
 
-        Each distinct item is projected once (a batch repeats popular items many times).
-        """
-        import torch
-
-        uniq, inverse = torch.unique(items.reshape(-1), return_inverse=True)
-        xs = {str(j): self._augment(getattr(module, f"feat_{j}")[uniq]) for j in range(module.n_modalities)}
-        parts = module.proj(xs)
-        bias = sum(b.squeeze(-1) for b in module.content_bias(xs).values())
+            sp_ = module.spans
+            x = torch.cat([self._augment(x[:, a:b]) for a, b in zip(sp_[:-1], sp_[1:], strict=True)], dim=1)
+        out = x @ self._content_weight(module).T
         shape = tuple(items.shape)
-        return (
-            [parts[str(j)][inverse].reshape(*shape, -1) for j in range(module.n_modalities)],
-            bias[inverse].reshape(shape),
-        )
+        return out[:, :-1].reshape(*shape, -1), out[:, -1].reshape(shape)
 
     def _loss(self, module, batch: Batch):
         import torch
@@ -167,46 +172,40 @@ class VBPR(ContentMixin, TorchFactorModel):
         b = batch.users.shape[0]
         items = torch.cat([batch.pos.reshape(b, -1), batch.neg.reshape(b, -1)], dim=1)  # (B, 1 + n_neg)
         gi = module.item(items)
-        parts, cbias = self._content(module, items)
-        if self.user_content == "per-modality":
-            thetas = torch.chunk(theta, len(parts), dim=-1)
-            content = sum((t.unsqueeze(1) * p).sum(-1) for t, p in zip(thetas, parts, strict=True))
-        else:
-            content = (theta.unsqueeze(1) * sum(parts)).sum(-1)
+        content, cbias = self._content(module, items)
         ib = module.item_bias(items).squeeze(-1)
-        s = (u.unsqueeze(1) * gi).sum(-1) + content + ib + cbias
+        # per modality, θ_u is split into the same blocks as the content, so one product covers both cases
+        s = (u.unsqueeze(1) * gi).sum(-1) + (theta.unsqueeze(1) * content).sum(-1) + ib + cbias
         loss = bpr_loss(s[:, 0], s[:, 1:])
         loss = loss + float(self.reg) * batch_l2(u, theta, gi.reshape(b, -1), ib)
         if self.reg_content:
-            w = sum(p.pow(2).sum() for p in module.proj.parameters())
-            w = w + sum(p.pow(2).sum() for p in module.content_bias.parameters())
-            loss = loss + float(self.reg_content) * w / 2
+            loss = loss + float(self.reg_content) * self._content_weight(module).pow(2).sum() / 2
         return loss
 
     def _export_state(self, module) -> dict[str, np.ndarray]:
         import torch
 
-        items = torch.arange(module.item.num_embeddings, device=module.item.weight.device)
-        parts, cbias = self._content(module, items)
-        n_mod = len(parts)
+        n_mod, kc, spans = module.n_modalities, module.kc, module.spans
+        w = to_numpy(self._content_weight(module))  # (n_out, D)
+        feats = module.feats.cpu().numpy()
+        state = {"cold_bias_": to_numpy(module.item_bias.weight.mean().reshape(1))}
+        parts = []
+        for j in range(n_mod):
+            a, b = spans[j], spans[j + 1]
+            rows = slice(j * kc, (j + 1) * kc) if module.content.out_features > kc + 1 else slice(0, kc)
+            proj, cbias = w[rows, a:b].T, w[-1, a:b]  # reduced features → content / bias
+            parts.append(feats[:, a:b] @ proj)
+            basis = module.bases[j]  # what places a cold item, from its raw features
+            state[f"content_proj_{j}_"] = proj if basis is None else basis @ proj
+            state[f"content_bias_{j}_"] = cbias if basis is None else basis @ cbias
         theta = module.theta.weight
         thetas = torch.chunk(theta, n_mod, dim=-1) if self.user_content == "per-modality" else [theta] * n_mod
         ones = torch.ones(theta.shape[0], 1, device=theta.device)
-        user = torch.cat([module.user.weight, *thetas, ones], dim=1)
-        bias = module.item_bias.weight.squeeze(-1) + cbias
-        item = torch.cat([module.item.weight, *parts, bias[:, None]], dim=1)
-        state = {
-            "user_factors_": to_numpy(user),
-            "item_factors_": to_numpy(item),
-            "cold_bias_": to_numpy(module.item_bias.weight.mean().reshape(1)),
-        }
-        # projections and content biases: what places a cold item
-        for j in range(n_mod):
-            proj = to_numpy(module.proj.linear(str(j)).weight.T)
-            cbias = to_numpy(module.content_bias.linear(str(j)).weight[0])
-            basis = module.bases[j]
-            state[f"content_proj_{j}_"] = proj if basis is None else basis @ proj
-            state[f"content_bias_{j}_"] = cbias if basis is None else basis @ cbias
+        state["user_factors_"] = to_numpy(torch.cat([module.user.weight, *thetas, ones], dim=1))
+        bias = to_numpy(module.item_bias.weight[:, 0]) + feats @ w[-1]
+        state["item_factors_"] = np.hstack([to_numpy(module.item.weight), *parts, bias[:, None]]).astype(
+            np.float32
+        )
         return state
 
     @property
