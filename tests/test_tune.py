@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import checkerboard
+from _support import checkerboard
 
 from fusionrec.artifacts import load_artifact
 from fusionrec.cli import COMMANDS, main

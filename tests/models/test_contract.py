@@ -12,7 +12,7 @@ import functools
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import checkerboard
+from _support import checkerboard
 
 from fusionrec.artifacts import Artifact, load_artifact, save_artifact
 from fusionrec.data.dataset import Features, IdMap

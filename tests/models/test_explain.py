@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import checkerboard
+from _support import checkerboard
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError

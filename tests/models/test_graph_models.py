@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import checkerboard
+from _support import checkerboard
 
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import normalized_adjacency

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import checkerboard
+from _support import checkerboard
 
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError

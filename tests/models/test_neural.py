@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import checkerboard
+from _support import checkerboard
 
 from fusionrec.artifacts import Artifact, load_artifact, save_artifact
 from fusionrec.data.dataset import Features, IdMap

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import checkerboard
+from _support import checkerboard
 
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
@@ -115,7 +115,8 @@ def test_augmentation_only_in_training():
     model.modality_dropout, model.feature_noise = 0.5, 0.0
     x = torch.ones(1000, 4)
     assert torch.equal(model._augment(x), x)
-    model._training = True
+    model._training = True  # what the trainer sets around each epoch (with its seeded generator)
+    model._gen = np.random.default_rng(0)
     torch.manual_seed(0)
     y = model._augment(x)
     dropped = (y == 0).all(dim=1).float().mean().item()
@@ -123,3 +124,25 @@ def test_augmentation_only_in_training():
     model.modality_dropout, model.feature_noise = 0.0, 0.1
     z = model._augment(torch.randn(1000, 4))
     assert z.shape == (1000, 4)
+
+
+def test_fit_restores_global_torch_settings():
+    import torch
+
+    threads = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
+    _fast(epochs=2).fit(checkerboard())
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == det
+
+
+def test_thread_count_can_be_set_by_environment(monkeypatch):
+    from fusionrec.models._torch import default_threads
+
+    monkeypatch.setenv("FUSIONREC_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("FUSIONREC_THREADS", "many")
+    with pytest.raises(ConfigError, match="FUSIONREC_THREADS"):
+        default_threads()
+    monkeypatch.delenv("FUSIONREC_THREADS")
+    assert 1 <= default_threads() <= 4
