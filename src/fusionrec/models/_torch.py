@@ -236,9 +236,22 @@ class TorchRecommender(Recommender):
             scale = feats.detach().std(dim=0, keepdim=True).clamp_min(1e-8)
             feats = feats + sigma * scale * torch.randn_like(feats)
         if p > 0:
-            keep = (torch.rand(feats.shape[0], 1, device=feats.device) >= p).to(feats.dtype)
-            feats = feats * keep / (1.0 - p)
+            rows = torch.ones(feats.shape[0], 1, device=feats.device, dtype=feats.dtype)
+            feats = feats * self._dropout(rows, p)
         return feats
+
+    def _dropout(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """Inverted dropout during training; on CPU the mask comes from numpy's PCG64 (seeded per fit),
+        several times faster here than torch's CPU Bernoulli sampler. Identity outside training."""
+        import torch
+
+        if p <= 0 or not getattr(self, "_training", False):
+            return x
+        if x.device.type == "cpu":
+            keep = torch.from_numpy(self._gen.random(tuple(x.shape), dtype=np.float32) >= p)
+        else:
+            keep = torch.rand_like(x) >= p
+        return x * keep / (1.0 - p)
 
     # ------------------------------------------------------------------ training loop
     def _fit(
@@ -263,8 +276,12 @@ class TorchRecommender(Recommender):
         prev_det = torch.are_deterministic_algorithms_enabled()
         torch.set_num_threads(default_threads())
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Tiny gradients (e.g. a loss weighted 1e-4) leave denormal floats in Adam's second moments, and
+        # denormal arithmetic made a FREEDOM step 1.75× slower; flushing them to zero changes nothing visible.
+        torch.set_flush_denormal(True)
         torch.manual_seed(seed)
         rng = np.random.RandomState(seed)
+        self._gen = np.random.default_rng(seed)
         self._device = device
         try:
             module = self._build(user_items, features).to(device)
@@ -351,6 +368,7 @@ class TorchRecommender(Recommender):
             self._training = False
             torch.set_num_threads(prev_threads)
             torch.use_deterministic_algorithms(prev_det)
+            torch.set_flush_denormal(False)  # torch's default; there is no getter to restore from
 
     def _export(self, module: nn.Module) -> dict[str, np.ndarray]:
         import torch

@@ -118,18 +118,18 @@ class BM3(TorchFactorModel):
         users, items = self._forward(module)
         u_on, i_on = users[batch.users], items[batch.pos]
         with torch.no_grad():
-            u_tgt = F.dropout(u_on.detach(), p)
-            i_tgt = F.dropout(i_on.detach(), p)
+            u_tgt = self._dropout(u_on.detach(), p)
+            i_tgt = self._dropout(i_on.detach(), p)
         u_pred, i_pred = module.predictor(u_on), module.predictor(i_on)
         loss = (1 - F.cosine_similarity(u_pred, i_tgt, dim=-1).mean()) + (
             1 - F.cosine_similarity(i_pred, u_tgt, dim=-1).mean()
         )
         if float(self.align_weight) > 0:
-            seen, inv = torch.unique(batch.pos, return_inverse=True)
             align = 0.0
             for lin, x in zip(module.proj, module.feats, strict=True):
-                z = lin(self._augment(x[seen]))[inv]
-                z_tgt = F.dropout(z.detach(), p)
+                # the whole catalogue costs about what a gather of the batch's items would
+                z = lin(self._augment(x))[batch.pos]
+                z_tgt = self._dropout(z.detach(), p)
                 z_pred = module.predictor(z)
                 align = align + (1 - F.cosine_similarity(z_pred, i_tgt, dim=-1).mean())
                 align = align + (1 - F.cosine_similarity(z_pred, z_tgt, dim=-1).mean())

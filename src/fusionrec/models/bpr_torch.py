@@ -12,7 +12,8 @@ from fusionrec.models._torch import Batch, TorchFactorModel, batch_l2, bpr_loss,
 class BPRTorch(TorchFactorModel):
     """Bayesian personalised ranking matrix factorisation (minibatch Adam, uniform negatives).
 
-    Scores are ``user_factors_ @ item_factors_.T``. The base that multimodal torch models extend.
+    Scores are ``user_factors_ @ item_factors_.T``. The base that multimodal torch models extend. The defaults
+    (batch 4096, learning_rate 0.005, reg 0.01) were chosen on the MovieLens benchmark's validation split.
 
     Parameters
     ----------
@@ -46,10 +47,10 @@ class BPRTorch(TorchFactorModel):
         self,
         *,
         factors: int = 64,
-        epochs: int = 200,
+        epochs: int = 300,
         learning_rate: float = 0.005,
-        reg: float = 1e-4,
-        batch_size: int = 2048,
+        reg: float = 0.01,
+        batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
         early_stop_metric: str = "recall@20",

@@ -35,6 +35,8 @@ class FREEDOM(TorchFactorModel):
     against the user embeddings (weight ``align_weight``). Each epoch trains on a user–item graph that keeps
     ``1 − edge_dropout`` of the edges, sampled with weight ``1/sqrt(d_u d_i)``; scoring uses the full graph.
     Works with any number of modalities, any names; the ``(n_items × n_items)`` graph is sparse throughout.
+    The defaults (batch 4096, learning_rate 0.005, reg 1e-3, equal modality weights) were chosen on the
+    MovieLens benchmark's validation split.
 
     Parameters
     ----------
@@ -79,10 +81,10 @@ class FREEDOM(TorchFactorModel):
         modality_weights: dict[str, float] | None = None,
         edge_dropout: float = 0.8,
         align_weight: float = 1e-4,
-        reg: float = 0.0,
+        reg: float = 1e-3,
         epochs: int = 300,
-        learning_rate: float = 0.001,
-        batch_size: int = 2048,
+        learning_rate: float = 0.005,
+        batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
         early_stop_metric: str = "recall@20",
@@ -158,14 +160,13 @@ class FREEDOM(TorchFactorModel):
         u = users[batch.users]
         loss = bpr_loss((u * items[batch.pos]).sum(-1), (u * items[batch.neg]).sum(-1))
         if float(self.align_weight) > 0:
-            import torch
-
-            # project only the items this batch touches (fewer rows than the catalogue)
-            seen, inv = torch.unique(torch.cat([batch.pos, batch.neg]), return_inverse=True)
-            ip, ineg = inv[: len(batch.pos)], inv[len(batch.pos) :]
+            # Projecting the whole catalogue costs the same as gathering the batch's items first (measured),
+            # so large batches make this term cheap per epoch.
             for lin, x in zip(module.proj, module.feats, strict=True):
-                z = lin(self._augment(x[seen]))
-                loss = loss + float(self.align_weight) * bpr_loss((u * z[ip]).sum(-1), (u * z[ineg]).sum(-1))
+                z = lin(self._augment(x))
+                loss = loss + float(self.align_weight) * bpr_loss(
+                    (u * z[batch.pos]).sum(-1), (u * z[batch.neg]).sum(-1)
+                )
         if float(self.reg) > 0:
             loss = loss + float(self.reg) * batch_l2(
                 module.user(batch.users), module.item(batch.pos), module.item(batch.neg)

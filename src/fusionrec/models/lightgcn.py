@@ -31,7 +31,8 @@ class LightGCN(TorchFactorModel):
     """Light graph convolution: no feature transforms or non-linearities, layer-averaged embeddings.
 
     Scores are inner products of the propagated embeddings (stored as ``user_factors_``/``item_factors_``,
-    so serving needs neither torch nor the graph).
+    so serving needs neither torch nor the graph). The defaults (batch 4096, learning_rate 0.005, reg 1e-3)
+    were chosen on the MovieLens benchmark's validation split.
 
     Parameters
     ----------
@@ -65,7 +66,7 @@ class LightGCN(TorchFactorModel):
         layers: int = 2,
         epochs: int = 300,
         learning_rate: float = 0.005,
-        reg: float = 1e-4,
+        reg: float = 1e-3,
         batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
