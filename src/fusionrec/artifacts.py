@@ -149,7 +149,7 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     new_model.show_progress = model.show_progress
     if hasattr(model, "forget_user_rows"):
         new_model.load_state({k: v.copy() for k, v in arrays.items()}, meta)
-        new_model.forget_user_rows(idx)
+        new_model.forget_user_rows(idx)  # type: ignore[attr-defined]
     else:
         n_items = int(getattr(model, "n_items_", -1))
         packed = [name for name in arrays if name.endswith("indptr_") and not name.startswith("user_")
@@ -190,7 +190,7 @@ _STR_DATA, _STR_ENDS = "__utf8", "__utf8_ends"
 
 def encode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Arrays safetensors can hold: string arrays (e.g. a TF-IDF vocabulary) become UTF-8 bytes + ends."""
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for k, v in arrays.items():
         v = np.asarray(v)
         if v.dtype.kind in "US":

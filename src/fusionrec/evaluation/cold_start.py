@@ -83,6 +83,8 @@ def evaluate_cold_items(
     if on not in ("valid", "test"):
         raise ConfigError(f"on must be 'valid' or 'test'; got {on!r}")
     split = split_dataset(ds, "cold-items", seed=seed, cold_fraction=cold_fraction)
+    assert split.cold_items is not None  # the cold-items split always sets it
+    cold = split.cold_items
     feats = ds.features if modalities is None else ds.features.select(modalities)
     target = split.test if on == "test" else split.valid
     candidates = np.unique(target.indices)
@@ -109,7 +111,7 @@ def evaluate_cold_items(
     info = {
         "model": model.name, "params": model.get_params(), "on": on, "seed": seed,
         "cold_fraction": cold_fraction,
-        "cold_items": int(len(split.cold_items)), "candidates": int(len(candidates)),
+        "cold_items": len(cold), "candidates": int(len(candidates)),
         "users": int((np.diff(target.indptr) > 0).sum()), "modalities": list(feats),
         "mapping": "model" if mapper is None else {"reg": mapper.reg_, "fit_r2": round(mapper.fit_r2_, 4),
                                                    "items": mapper.n_fit_},

@@ -149,6 +149,9 @@ class Recommender:
         """Scores of every item for an unknown user who interacted with ``item_idx``."""
         raise NotImplementedError(f"{self.name} cannot fold in new users")
 
+    # Optional privacy hook: a model whose per-user state does not follow the ``user_*_`` naming convention
+    # defines ``forget_user_rows(self, idx: int) -> None`` (see ``fusionrec.artifacts.forget_user``).
+
     # ------------------------------------------------------------------ persistence
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Every learned numpy array (attributes ending in ``_``); what artifacts store."""
@@ -187,6 +190,8 @@ class FactorModel(Recommender):
     """A model whose score is ``user_factors_ @ item_factors_.T`` (+ optional ``item_bias_``)."""
 
     is_inner_product = True
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self.check_fitted()
