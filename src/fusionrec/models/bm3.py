@@ -20,6 +20,8 @@ class BM3(TorchFactorModel):
     versa, and pulls each modality's projection towards the item target and towards its own perturbed copy
     (cosine losses, weight ``align_weight``). No negatives are sampled. Scores are inner products of the
     predictor's outputs, so serving is plain ``user_factors_ @ item_factors_.T``. Any number of modalities.
+    The defaults (batch 4096, learning_rate 0.002, reg 0, dropout 0.5) were chosen on the MovieLens
+    benchmark's validation split.
 
     Parameters
     ----------
@@ -56,10 +58,10 @@ class BM3(TorchFactorModel):
         layers: int = 1,
         dropout: float = 0.5,
         align_weight: float = 2.0,
-        reg: float = 0.1,
+        reg: float = 0.0,
         epochs: int = 300,
-        learning_rate: float = 0.001,
-        batch_size: int = 2048,
+        learning_rate: float = 0.002,
+        batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
         early_stop_metric: str = "recall@20",
