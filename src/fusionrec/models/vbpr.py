@@ -155,13 +155,18 @@ class VBPR(ContentMixin, TorchFactorModel):
 
     def _content(self, module, items):
         """Content part ``(…, n_out − 1)`` (per-modality blocks, or their sum if shared) and content bias."""
-        x = module.feats[items.reshape(-1)]
+        flat = items.reshape(-1)
+        # a batch names more items than the catalogue holds: project every item once, then look up
+        every = flat.numel() >= module.feats.shape[0]
+        x = module.feats if every else module.feats[flat]
         if getattr(self, "_training", False) and (self.modality_dropout or self.feature_noise):
             import torch
 
             sp_ = module.spans
             x = torch.cat([self._augment(x[:, a:b]) for a, b in zip(sp_[:-1], sp_[1:], strict=True)], dim=1)
         out = x @ self._content_weight(module).T
+        if every:
+            out = out[flat]
         shape = tuple(items.shape)
         return out[:, :-1].reshape(*shape, -1), out[:, -1].reshape(shape)
 
