@@ -35,8 +35,8 @@ class FREEDOM(TorchFactorModel):
     against the user embeddings (weight ``align_weight``). Each epoch trains on a user–item graph that keeps
     ``1 − edge_dropout`` of the edges, sampled with weight ``1/sqrt(d_u d_i)``; scoring uses the full graph.
     Works with any number of modalities, any names; the ``(n_items × n_items)`` graph is sparse throughout.
-    The defaults (batch 4096, learning_rate 0.005, reg 1e-3, equal modality weights) were chosen on the
-    MovieLens benchmark's validation split.
+    The defaults (2 item–item layers, edge_dropout 0.9, batch 4096, learning_rate 0.005, reg 1e-3, equal
+    modality weights) were chosen on the MovieLens benchmark's validation split (mean of 3 seeds).
 
     Parameters
     ----------
@@ -76,10 +76,10 @@ class FREEDOM(TorchFactorModel):
         *,
         factors: int = 64,
         layers: int = 2,
-        mm_layers: int = 1,
+        mm_layers: int = 2,
         knn_k: int = 10,
         modality_weights: dict[str, float] | None = None,
-        edge_dropout: float = 0.8,
+        edge_dropout: float = 0.9,
         align_weight: float = 1e-4,
         reg: float = 1e-3,
         epochs: int = 300,
