@@ -14,8 +14,10 @@ from fusionrec.commands._common import add_output_args, emit, table
 DEMO_MODELS: list[tuple[str, dict]] = [
     ("most-popular", {}),
     ("itemknn", {}),
-    ("als", {}),
-    ("vbpr", {}),
+    ("als", {"factors": 128, "reg": 20.0, "alpha": 2.0}),
+    # collaborative models plus the poster/text attention network, weighted on the validation split
+    ("late-fusion", {"models": "als,ease,neural",
+                     "params": {"als": {"factors": 128, "reg": 20.0, "alpha": 2.0}, "neural": {"epochs": 30}}}),
 ]
 
 
