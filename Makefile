@@ -28,8 +28,8 @@ test: $(DEVSTAMP)
 	$(PY) -m pytest -q
 
 lint: $(DEVSTAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

@@ -51,8 +51,18 @@ def build_artifact(out: Path) -> tuple[Path, list[str]]:
 
 def start_server(artifact: Path, port: int, index: str) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "fusionrec.cli", "serve", str(artifact), "--port", str(port),
-           "--index", index, "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fusionrec.cli",
+        "serve",
+        str(artifact),
+        "--port",
+        str(port),
+        "--index",
+        index,
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -67,8 +77,9 @@ def start_server(artifact: Path, port: int, index: str) -> subprocess.Popen:
     raise RuntimeError("server did not start within 120 s")
 
 
-async def _client(port: int, paths: list[str], deadline: float, budget: list[int], lat: list[float],
-                  errors: list[str]) -> None:
+async def _client(
+    port: int, paths: list[str], deadline: float, budget: list[int], lat: list[float], errors: list[str]
+) -> None:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError as e:
@@ -123,8 +134,15 @@ async def _load(port: int, users: list[str], clients: int, seconds: float, seed:
     return np.asarray(lat), errors, time.perf_counter() - t0
 
 
-def load_test(artifact: Path, users: list[str], *, index: str = "auto", clients: int = CLIENTS,
-              seconds: float = 20.0, warmup: float = 2.0) -> dict:
+def load_test(
+    artifact: Path,
+    users: list[str],
+    *,
+    index: str = "auto",
+    clients: int = CLIENTS,
+    seconds: float = 20.0,
+    warmup: float = 2.0,
+) -> dict:
     port = _free_port()
     proc = start_server(artifact, port, index)
     try:
@@ -139,9 +157,15 @@ def load_test(artifact: Path, users: list[str], *, index: str = "auto", clients:
             proc.kill()
     lat_ms = lat * 1000
     return {
-        "requests": int(len(lat)), "rps": len(lat) / wall, "p50_ms": float(np.percentile(lat_ms, 50)),
-        "p99_ms": float(np.percentile(lat_ms, 99)), "max_ms": float(lat_ms.max()), "errors": len(errors),
-        "error_kinds": sorted(set(errors))[:5], "load_avg": os.getloadavg()[0], "rss_mb": rss_mb,
+        "requests": int(len(lat)),
+        "rps": len(lat) / wall,
+        "p50_ms": float(np.percentile(lat_ms, 50)),
+        "p99_ms": float(np.percentile(lat_ms, 99)),
+        "max_ms": float(lat_ms.max()),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "load_avg": os.getloadavg()[0],
+        "rss_mb": rss_mb,
     }
 
 
@@ -163,10 +187,20 @@ def in_process_cost(artifact: Path, users: list[str], index: str, n: int = 3000)
     app = create_app(artifact, index=index)
 
     async def call(path: str) -> None:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"k=10",
-                 "root_path": "", "headers": [(b"host", b"bench")], "server": ("127.0.0.1", 80),
-                 "client": ("127.0.0.1", 1)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"k=10",
+            "root_path": "",
+            "headers": [(b"host", b"bench")],
+            "server": ("127.0.0.1", 80),
+            "client": ("127.0.0.1", 1),
+        }
 
         async def receive():
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -195,21 +229,37 @@ def run(quick: bool = False) -> list[dict]:
         artifact, users = build_artifact(Path(tmp) / "als-demo")
         for index in indexes:
             r = load_test(artifact, users, index=index, seconds=seconds)
-            note = (f"{CLIENTS} clients × {seconds:g}s, {r['requests']} requests, {r['errors']} errors, "
-                    f"load avg {r['load_avg']:.1f}, server RSS {r['rss_mb']:.0f} MB")
+            note = (
+                f"{CLIENTS} clients × {seconds:g}s, {r['requests']} requests, {r['errors']} errors, "
+                f"load avg {r['load_avg']:.1f}, server RSS {r['rss_mb']:.0f} MB"
+            )
             if r["errors"]:
                 note += f" ({', '.join(r['error_kinds'])})"
             case = f"GET /users/{{id}}/recommendations k=10 [{index}]"
             cost = in_process_cost(artifact, users, index, n=1000 if quick else 3000)
             rows += [
-                {"bench": "serve", "case": f"{case} server cost", "value": cost, "unit": "us/req",
-                 "note": "through the ASGI app in-process, no sockets; load avg "
-                         f"{os.getloadavg()[0]:.1f}"},
-                {"bench": "serve", "case": f"{case} throughput", "value": r["rps"], "unit": "req/s",
-                 "note": note},
+                {
+                    "bench": "serve",
+                    "case": f"{case} server cost",
+                    "value": cost,
+                    "unit": "us/req",
+                    "note": f"through the ASGI app in-process, no sockets; load avg {os.getloadavg()[0]:.1f}",
+                },
+                {
+                    "bench": "serve",
+                    "case": f"{case} throughput",
+                    "value": r["rps"],
+                    "unit": "req/s",
+                    "note": note,
+                },
                 {"bench": "serve", "case": f"{case} p50", "value": r["p50_ms"], "unit": "ms"},
-                {"bench": "serve", "case": f"{case} p99", "value": r["p99_ms"], "unit": "ms",
-                 "note": "target < 50 ms with 0 errors"},
+                {
+                    "bench": "serve",
+                    "case": f"{case} p99",
+                    "value": r["p99_ms"],
+                    "unit": "ms",
+                    "note": "target < 50 ms with 0 errors",
+                },
                 {"bench": "serve", "case": f"{case} errors", "value": float(r["errors"]), "unit": "count"},
             ]
     return rows

@@ -49,10 +49,10 @@ def main() -> int:
     cols = ["bench", "case", "value", "unit", "note"]
     cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
     widths = [max([len(c)] + [len(x[i]) for x in cells]) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for x in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(x, widths)))
+        print("  ".join(v.ljust(w) for v, w in zip(x, widths, strict=True)))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
     return 1 if failed else 0

@@ -15,8 +15,14 @@ from fusionrec.models.popularity import MostPopular
 def _art():
     train = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0]], np.float32))
     feats = Features({"image": np.arange(6, dtype=np.float32).reshape(3, 2)})
-    return Artifact(model=MostPopular().fit(train), user_ids=IdMap(["a", "b"]), item_ids=IdMap(["x", "y", "z"]),
-                    train=train, features=feats, info={"item_titles": ["X", "Y", "Z"], "data_fingerprint": "f"})
+    return Artifact(
+        model=MostPopular().fit(train),
+        user_ids=IdMap(["a", "b"]),
+        item_ids=IdMap(["x", "y", "z"]),
+        train=train,
+        features=feats,
+        info={"item_titles": ["X", "Y", "Z"], "data_fingerprint": "f"},
+    )
 
 
 def test_roundtrip(tmp_path):

@@ -8,8 +8,9 @@ import pytest
 
 
 def fusionrec(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "fusionrec.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fusionrec.cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
@@ -23,18 +24,43 @@ def test_help_lists_commands():
 
 def test_fit_evaluate_recommend_roundtrip(tmp_path, benchmark_dir):
     art = tmp_path / "mp"
-    fit = json.loads(fusionrec("fit", "--data", benchmark_dir, "--model", "most-popular", "--out", art,
-                               "--masking", "train", "--json", "--quiet").stdout)
+    fit = json.loads(
+        fusionrec(
+            "fit",
+            "--data",
+            benchmark_dir,
+            "--model",
+            "most-popular",
+            "--out",
+            art,
+            "--masking",
+            "train",
+            "--json",
+            "--quiet",
+        ).stdout
+    )
     assert fit["split"]["test"] == 9067
-    ev = json.loads(fusionrec("evaluate", art, "--data", benchmark_dir, "--masking", "train", "--json",
-                              "--metrics", "recall@20,ndcg@20,precision@10,map@10,mrr@10,hit@10,f1@10").stdout)
+    ev = json.loads(
+        fusionrec(
+            "evaluate",
+            art,
+            "--data",
+            benchmark_dir,
+            "--masking",
+            "train",
+            "--json",
+            "--metrics",
+            "recall@20,ndcg@20,precision@10,map@10,mrr@10,hit@10,f1@10",
+        ).stdout
+    )
     assert ev["recall@20"] == pytest.approx(fit["test"]["recall@20"])
     assert 0.10 < ev["recall@20"] < 0.13  # MostPopular on this split (field: 0.1131)
     rec = json.loads(fusionrec("recommend", art, "--user", "1", "-k", "3", "--json").stdout)
     assert len(rec["recommendations"]) == 3 and rec["recommendations"][0]["title"]
     cold = json.loads(fusionrec("recommend", art, "--items", "1,2", "-k", "2", "--json").stdout)
     assert [r["item_id"] for r in cold["recommendations"]] and "1" not in [
-        r["item_id"] for r in cold["recommendations"]]
+        r["item_id"] for r in cold["recommendations"]
+    ]
 
 
 def test_models_lists_params():
@@ -48,8 +74,11 @@ def test_export_then_fit_on_export(tmp_path, shared_data):
     out = tmp_path / "exp"
     fusionrec("export", "--data", shared_data, "--kcore", "5", "--format", "mmrec", out, "--quiet")
     assert list(out.glob("*.inter"))
-    fit = json.loads(fusionrec("fit", "--data", out, "--model", "most-popular", "--out", tmp_path / "a",
-                               "--json", "--quiet").stdout)
+    fit = json.loads(
+        fusionrec(
+            "fit", "--data", out, "--model", "most-popular", "--out", tmp_path / "a", "--json", "--quiet"
+        ).stdout
+    )
     assert fit["split"]["test"] == 9067
 
 
@@ -57,8 +86,10 @@ def test_export_then_fit_on_export(tmp_path, shared_data):
     "args, message",
     [
         (["fit", "--data", "{bench}", "--model", "nope", "--out", "{tmp}/x"], "unknown model"),
-        (["fit", "--data", "{bench}", "--model", "random", "--param", "speed=3", "--out", "{tmp}/x"],
-         "no parameter"),
+        (
+            ["fit", "--data", "{bench}", "--model", "random", "--param", "speed=3", "--out", "{tmp}/x"],
+            "no parameter",
+        ),
         (["fit", "--data", "{tmp}/missing", "--model", "random", "--out", "{tmp}/x"], "no such file"),
         (["evaluate", "{tmp}", "--data", "{bench}"], "not an artifact"),
     ],

@@ -71,7 +71,9 @@ def save_artifact(art: Artifact, path: str | Path) -> Path:
             **{k: v for k, v in art.info.items() if k != "item_titles"},
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-        (tmp / "idmaps.json").write_text(json.dumps({"users": art.user_ids.to_list(), "items": art.item_ids.to_list()}))
+        (tmp / "idmaps.json").write_text(
+            json.dumps({"users": art.user_ids.to_list(), "items": art.item_ids.to_list()})
+        )
         train = sp.csr_matrix(art.train)
         np.savez(tmp / "train.npz", indptr=train.indptr, indices=train.indices, shape=np.asarray(train.shape))
         if art.features is not None and len(art.features):
@@ -101,10 +103,14 @@ def load_artifact(path: str | Path) -> Artifact:
     path = Path(path)
     meta_file = path / "model.json"
     if not meta_file.exists():
-        raise DataError(f"{path}: not an artifact (no model.json); create one with `fusionrec fit ... --out {path}`")
+        raise DataError(
+            f"{path}: not an artifact (no model.json); create one with `fusionrec fit ... --out {path}`"
+        )
     meta = json.loads(meta_file.read_text())
     if meta.get("format") != FORMAT_VERSION:
-        raise DataError(f"{path}: artifact format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
+        raise DataError(
+            f"{path}: artifact format {meta.get('format')} is not supported (expected {FORMAT_VERSION})"
+        )
     cls = get_model_class(meta["model"])
     model = cls.from_params(meta.get("params", {}))
     arrays = load_file(str(path / "arrays.safetensors"))
@@ -125,8 +131,15 @@ def load_artifact(path: str | Path) -> Artifact:
     extra_arrays = {}
     if (path / "extra_arrays.safetensors").exists():
         extra_arrays = decode_arrays(load_file(str(path / "extra_arrays.safetensors")))
-    return Artifact(model=model, user_ids=IdMap(ids["users"]), item_ids=IdMap(ids["items"]), train=train,
-                    features=features, info=info, extra_arrays=extra_arrays)
+    return Artifact(
+        model=model,
+        user_ids=IdMap(ids["users"]),
+        item_ids=IdMap(ids["items"]),
+        train=train,
+        features=features,
+        info=info,
+        extra_arrays=extra_arrays,
+    )
 
 
 def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
@@ -152,8 +165,14 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
         new_model.forget_user_rows(idx)  # type: ignore[attr-defined]
     else:
         n_items = int(getattr(model, "n_items_", -1))
-        packed = [name for name in arrays if name.endswith("indptr_") and not name.startswith("user_")
-                  and len(arrays[name]) == n_users + 1 and n_users != n_items]
+        packed = [
+            name
+            for name in arrays
+            if name.endswith("indptr_")
+            and not name.startswith("user_")
+            and len(arrays[name]) == n_users + 1
+            and n_users != n_items
+        ]
         if packed:
             # per-user rows this function cannot recognise: refuse rather than keep the user's data silently
             raise ConfigError(
@@ -161,18 +180,25 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
                 "(name it user_<name>_indptr_/indices_/data_ or give the model a forget_user_rows hook); "
                 "refit the model without this user instead"
             )
-        csr_rows = {name[: -len("indptr_")] for name in arrays if name.startswith("user_")
-                    and name.endswith("_indptr_") and len(arrays[name]) == n_users + 1}
+        csr_rows = {
+            name[: -len("indptr_")]
+            for name in arrays
+            if name.startswith("user_") and name.endswith("_indptr_") and len(arrays[name]) == n_users + 1
+        }
         for base in csr_rows:
             indptr = arrays[f"{base}indptr_"]
             lo, hi = int(indptr[idx]), int(indptr[idx + 1])
             for part in ("indices_", "data_"):
                 if f"{base}{part}" in arrays:
                     arrays[f"{base}{part}"] = np.delete(arrays[f"{base}{part}"], np.s_[lo:hi])
-            arrays[f"{base}indptr_"] = np.concatenate([indptr[: idx + 1], indptr[idx + 2:] - (hi - lo)])
+            arrays[f"{base}indptr_"] = np.concatenate([indptr[: idx + 1], indptr[idx + 2 :] - (hi - lo)])
         for name, value in arrays.items():
-            if name.startswith("user_") and not any(name.startswith(b) for b in csr_rows) \
-                    and value.ndim >= 1 and value.shape[0] == n_users:
+            if (
+                name.startswith("user_")
+                and not any(name.startswith(b) for b in csr_rows)
+                and value.ndim >= 1
+                and value.shape[0] == n_users
+            ):
                 arrays[name] = np.delete(value, idx, axis=0)
         if "n_users_" in meta:
             meta["n_users_"] = n_users - 1
@@ -181,8 +207,15 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     train = sp.csr_matrix(art.train)[keep]
     info = dict(art.info)
     info["forgotten_users"] = int(info.get("forgotten_users", 0)) + 1
-    return Artifact(model=new_model, user_ids=IdMap(art.user_ids.raw_ids[keep]), item_ids=art.item_ids,
-                    train=train, features=art.features, info=info, extra_arrays=dict(art.extra_arrays))
+    return Artifact(
+        model=new_model,
+        user_ids=IdMap(art.user_ids.raw_ids[keep]),
+        item_ids=art.item_ids,
+        train=train,
+        features=art.features,
+        info=info,
+        extra_arrays=dict(art.extra_arrays),
+    )
 
 
 _STR_DATA, _STR_ENDS = "__utf8", "__utf8_ends"
@@ -213,8 +246,9 @@ def decode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             data, ends = arrays[k].tobytes(), arrays[name + _STR_ENDS]
             flat = ends.ravel()
             starts = np.concatenate([[0], flat])[:-1]
-            out[name] = np.array([data[a:b].decode() for a, b in zip(starts, flat, strict=True)],
-                                 dtype=str).reshape(ends.shape)
+            out[name] = np.array(
+                [data[a:b].decode() for a, b in zip(starts, flat, strict=True)], dtype=str
+            ).reshape(ends.shape)
     return out
 
 

@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(message)s",
+        stream=sys.stderr,
     )
     module = importlib.import_module(f"fusionrec.commands.{args.command.replace('-', '_')}")
     try:

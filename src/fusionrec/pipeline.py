@@ -14,8 +14,9 @@ from fusionrec.models.registry import create_model
 log = logging.getLogger("fusionrec")
 
 
-def build_model(name: str, params: dict[str, Any] | None = None, *, seed: int | None = None,
-                show_progress: bool = True) -> Recommender:
+def build_model(
+    name: str, params: dict[str, Any] | None = None, *, seed: int | None = None, show_progress: bool = True
+) -> Recommender:
     """Create a registered model; ``seed`` fills ``random_state`` unless the params set it."""
     params = dict(params or {})
     model = create_model(name, params)
@@ -25,8 +26,9 @@ def build_model(name: str, params: dict[str, Any] | None = None, *, seed: int | 
     return model
 
 
-def fit_artifact(ds: Dataset, split: Split, model: Recommender, *, split_name: str | None = None,
-                 seed: int | None = None) -> tuple[Artifact, float]:
+def fit_artifact(
+    ds: Dataset, split: Split, model: Recommender, *, split_name: str | None = None, seed: int | None = None
+) -> tuple[Artifact, float]:
     """Fit ``model`` on the split's train part (valid for early stopping); returns the artifact and fit seconds."""
     features = ds.features if len(ds.features) else None
     t0 = time.perf_counter()
@@ -43,8 +45,14 @@ def fit_artifact(ds: Dataset, split: Split, model: Recommender, *, split_name: s
         info["feature_extractors"] = features.extractors
     if ds.content is not None and ds.content.titles is not None:
         info["item_titles"] = ds.content.titles
-    art = Artifact(model=model, user_ids=ds.user_ids, item_ids=ds.item_ids, train=split.train,
-                   features=features, info=info)
+    art = Artifact(
+        model=model,
+        user_ids=ds.user_ids,
+        item_ids=ds.item_ids,
+        train=split.train,
+        features=features,
+        info=info,
+    )
     if features is not None:
         # fitted extractors (TF-IDF vocabulary, BoVW codebook, ...) travel with the artifact for new items
         art.extra_arrays.update({f"extractor/{k}": v for k, v in features.extractor_state.items()})

@@ -38,8 +38,9 @@ def user_index(art: Artifact, user_id: str) -> int:
     return u
 
 
-def recommend_for_user(art: Artifact, user_id: str, *, k: int = 10, exclude_seen: bool = True,
-                       explain: bool = False) -> list[dict[str, Any]]:
+def recommend_for_user(
+    art: Artifact, user_id: str, *, k: int = 10, exclude_seen: bool = True, explain: bool = False
+) -> list[dict[str, Any]]:
     _check_k(k)
     u = user_index(art, user_id)
     idx, scores = art.model.recommend(np.array([u]), k, exclude=art.train if exclude_seen else None)

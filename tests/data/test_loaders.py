@@ -47,8 +47,10 @@ def _write_csv(path, text):
 
 
 def test_generic_csv_with_items_and_threshold(tmp_path):
-    _write_csv(tmp_path / "interactions.csv",
-               "user_id,item_id,rating\nu1,a,5\nu1,b,2\nu2,a,4\nu2,c,5\nu3,b,5\nu3,c,1\n")
+    _write_csv(
+        tmp_path / "interactions.csv",
+        "user_id,item_id,rating\nu1,a,5\nu1,b,2\nu2,a,4\nu2,c,5\nu3,b,5\nu3,c,1\n",
+    )
     _write_csv(tmp_path / "items.csv", "item_id,title,image\na,Alpha,a.png\nb,Beta,\nc,Gamma,\n")
     ds = load_dataset(tmp_path, options=LoadOptions(rating_threshold=4))
     assert ds.n_interactions == 4

@@ -16,8 +16,13 @@ def _toy(n_users=20, per_user=15, n_items=60, seed=0):
         users += [u] * len(its)
         items += list(its)
         ts += list(rng.randint(0, 10**6, len(its)))
-    return Dataset(np.array(users), np.array(items), IdMap(range(n_users)), IdMap(range(n_items)),
-                   timestamps=np.array(ts))
+    return Dataset(
+        np.array(users),
+        np.array(items),
+        IdMap(range(n_users)),
+        IdMap(range(n_items)),
+        timestamps=np.array(ts),
+    )
 
 
 @pytest.mark.parametrize("method", ["ratio", "temporal", "global-temporal", "loo"])

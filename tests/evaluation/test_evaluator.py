@@ -29,7 +29,7 @@ def test_batched_matches_reference_and_masks_train():
     n_users, n_items = 57, 40
     scores = rng.rand(n_users, n_items).astype(np.float32)
     train = sp.csr_matrix((rng.rand(n_users, n_items) < 0.2).astype(np.float32))
-    test = sp.csr_matrix(((rng.rand(n_users, n_items) < 0.1).astype(np.float32)))
+    test = sp.csr_matrix((rng.rand(n_users, n_items) < 0.1).astype(np.float32))
     test = sp.csr_matrix(test - test.multiply(train))
     res = evaluate_scores(lambda u: scores[u], test, train, metrics=["recall@5", "ndcg@5"], batch_size=8)
     r, n = _reference_recall_ndcg(scores, train, test, 5)

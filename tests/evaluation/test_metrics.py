@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from fusionrec.evaluation.metrics import (
-    average_precision, coverage, f1, hit_rate, mrr, ndcg, parse_metric, precision, recall,
+    average_precision,
+    coverage,
+    f1,
+    hit_rate,
+    mrr,
+    ndcg,
+    parse_metric,
+    precision,
+    recall,
 )
 
 # user 0: hits at ranks 1 and 3 of 4, 3 relevant items; user 1: no hit, 2 relevant

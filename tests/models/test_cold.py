@@ -57,8 +57,9 @@ def test_matches_textbook_ridge(n):
     feats, Y = _linear(n, {"a": 20, "b": 25}, noise=0.5, seed=3)
     rows = np.arange(n)
     mapper = ContentMapper(reg=0.3).fit(feats, Y, rows)
-    total = sum(np.var(((v - v.mean(0)) / (v.std(0) * np.sqrt(v.shape[1]))), axis=0).sum() * n
-                for v in feats.values())
+    total = sum(
+        np.var(((v - v.mean(0)) / (v.std(0) * np.sqrt(v.shape[1]))), axis=0).sum() * n for v in feats.values()
+    )
     rank = min(n, 45)
     W = _ridge_reference(feats, Y, rows, 0.3 * total / rank)
     np.testing.assert_allclose(mapper.weights_, W, rtol=2e-3, atol=2e-4)
@@ -68,8 +69,9 @@ def test_missing_modality_contributes_its_mean_and_bad_dims_raise():
     feats, Y = _linear(100, {"image": 6, "text": 4}, seed=4)
     mapper = ContentMapper().fit(feats, Y)
     text_only = mapper.transform({"text": feats["text"][:3]})
-    both_mean_image = mapper.transform({"text": feats["text"][:3],
-                                        "image": np.tile(feats["image"].mean(0), (3, 1))})
+    both_mean_image = mapper.transform(
+        {"text": feats["text"][:3], "image": np.tile(feats["image"].mean(0), (3, 1))}
+    )
     np.testing.assert_allclose(text_only, both_mean_image, atol=1e-4)
     with pytest.raises(DataError, match="dims"):
         mapper.transform({"text": np.zeros((1, 5), np.float32)})
@@ -149,8 +151,9 @@ def test_needs_item_vectors_or_a_mapper():
 def test_cold_protocol_beats_random_when_content_is_informative():
     X, _, _, feats = _grouped(n_users=150, n_items=120, seed=1)
     coo = X.tocoo()
-    ds = Dataset(coo.row, coo.col, IdMap(range(X.shape[0])), IdMap(range(X.shape[1])), features=feats,
-                 name="groups")
+    ds = Dataset(
+        coo.row, coo.col, IdMap(range(X.shape[0])), IdMap(range(X.shape[1])), features=feats, name="groups"
+    )
     # 18 cold test items, so K=5 (at K=20 every list holds every candidate)
     res = evaluate_cold_items(ds, _als(), seed=3, cold_fraction=0.3, metrics=["recall@5", "ndcg@5"])
     rows = {r["method"]: r for r in res.rows}

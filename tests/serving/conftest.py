@@ -94,5 +94,9 @@ def movies_pop_template(tmp_path_factory, movies_dataset) -> Path:
 @pytest.fixture(scope="session")
 def movies_vbpr_template(tmp_path_factory, movies_dataset) -> Path:
     """VBPR (places cold items itself, explains its scores) on the 40-core movies. Do not modify."""
-    return _fit(movies_dataset, "vbpr", {"factors": 16, "epochs": 5, "feature_dim": 32},
-                tmp_path_factory.mktemp("t") / "vbpr")
+    return _fit(
+        movies_dataset,
+        "vbpr",
+        {"factors": 16, "epochs": 5, "feature_dim": 32},
+        tmp_path_factory.mktemp("t") / "vbpr",
+    )

@@ -24,10 +24,21 @@ def test_health_and_version(als_server):
     assert v["data_fingerprint"] == art.info["data_fingerprint"] and v["package_version"]
     assert v["index"] == "hnsw" and v["revision"] == 0 and v["added_items"] == 0
     paths = c.get("/openapi.json").json()["paths"]
-    assert {"/users/{user_id}/recommendations", "/recommendations", "/items", "/items/{item_id}/similar",
-            "/users/{user_id}", "/healthz", "/version"} <= set(paths)
+    assert {
+        "/users/{user_id}/recommendations",
+        "/recommendations",
+        "/items",
+        "/items/{item_id}/similar",
+        "/users/{user_id}",
+        "/healthz",
+        "/version",
+    } <= set(paths)
     assert [p["name"] for p in paths["/users/{user_id}/recommendations"]["get"]["parameters"]] == [
-        "user_id", "k", "exclude_seen", "explain"]
+        "user_id",
+        "k",
+        "exclude_seen",
+        "explain",
+    ]
 
 
 def test_user_recommendations_exclude_seen_and_are_sorted(als_server):
@@ -125,10 +136,20 @@ BAD = [
     ("post", "/recommendations", {"json": {"items": [None]}}, 422, ""),
     ("post", "/recommendations", {"json": {"items": ["1"], "surprise": 1}}, 422, "surprise"),
     ("post", "/recommendations", {"json": {"items": ["1"] * 5001}}, 422, ""),
-    ("post", "/recommendations", {"content": b"{not json", "headers": {"content-type": "application/json"}},
-     422, ""),
-    ("post", "/recommendations", {"content": b"\xff\xfe", "headers": {"content-type": "application/json"}},
-     422, ""),
+    (
+        "post",
+        "/recommendations",
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        422,
+        "",
+    ),
+    (
+        "post",
+        "/recommendations",
+        {"content": b"\xff\xfe", "headers": {"content-type": "application/json"}},
+        422,
+        "",
+    ),
     ("post", "/recommendations", {}, 422, ""),
     ("get", "/items/no-such-item/similar", {}, 404, "POST /items"),
     ("get", "/items/no-such-item", {}, 404, "not in the catalogue"),
@@ -143,8 +164,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("method", "url", "kwargs", "status", "text"), BAD,
-                         ids=[f"{m} {u[:40]} -> {s}" for m, u, _, s, _ in BAD])
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs", "status", "text"), BAD, ids=[f"{m} {u[:40]} -> {s}" for m, u, _, s, _ in BAD]
+)
 def test_bad_input_gets_a_clear_4xx_never_a_500(als_server, method, url, kwargs, status, text):
     c, _ = als_server
     r = c.request(method.upper(), url, **kwargs)

@@ -24,10 +24,12 @@ def test_reads_during_changes(movies_template, tmp_path, live):
         with httpx.Client(base_url=srv.url, timeout=60) as c:
             for j in range(40):
                 user = readers[(worker * 7 + j) % len(readers)]
-                for r in (c.get(f"/users/{user}/recommendations", params={"k": 10}),
-                          c.get(f"/users/{doomed[j % len(doomed)]}/recommendations"),
-                          c.post("/recommendations", json={"items": ["1", "2"], "k": 5}),
-                          c.get("/items/1/similar", params={"modality": "text"})):
+                for r in (
+                    c.get(f"/users/{user}/recommendations", params={"k": 10}),
+                    c.get(f"/users/{doomed[j % len(doomed)]}/recommendations"),
+                    c.post("/recommendations", json={"items": ["1", "2"], "k": 5}),
+                    c.get("/items/1/similar", params={"modality": "text"}),
+                ):
                     with lock:
                         statuses.append(r.status_code)
                         if r.status_code not in (200, 404):
@@ -36,8 +38,14 @@ def test_reads_during_changes(movies_template, tmp_path, live):
     def change(worker: int) -> None:
         with httpx.Client(base_url=srv.url, timeout=120) as c:
             for j in range(3):
-                r = c.post("/items", data={"id": f"new-{worker}-{j}", "title": f"Adventure comedy {j}",
-                                           "text": "Adventure comedy. genres: Animation, Children"})
+                r = c.post(
+                    "/items",
+                    data={
+                        "id": f"new-{worker}-{j}",
+                        "title": f"Adventure comedy {j}",
+                        "text": "Adventure comedy. genres: Animation, Children",
+                    },
+                )
                 with lock:
                     statuses.append(r.status_code)
                     if r.status_code != 201:

@@ -8,8 +8,9 @@ from serving_helpers import copy_artifact
 from fusionrec.artifacts import load_artifact
 
 
-def test_explanations_split_the_score_and_new_items_use_the_models_own_cold_path(movies_vbpr_template,
-                                                                                 tmp_path, client_for):
+def test_explanations_split_the_score_and_new_items_use_the_models_own_cold_path(
+    movies_vbpr_template, tmp_path, client_for
+):
     path = copy_artifact(movies_vbpr_template, tmp_path)
     c = client_for(path)
     user = load_artifact(path).user_ids.raw(0)
@@ -19,8 +20,14 @@ def test_explanations_split_the_score_and_new_items_use_the_models_own_cold_path
         assert exp["kind"] != "score-only" and {"collaborative", "image", "text"} <= set(exp["parts"])
         assert sum(exp["parts"].values()) == pytest.approx(r["score"], rel=1e-3, abs=1e-4)
 
-    r = c.post("/items", data={"id": "new-1", "title": "Adventure comedy",
-                               "text": "Adventure comedy. genres: Adventure, Animation, Children, Comedy"})
+    r = c.post(
+        "/items",
+        data={
+            "id": "new-1",
+            "title": "Adventure comedy",
+            "text": "Adventure comedy. genres: Adventure, Animation, Children, Comedy",
+        },
+    )
     assert r.status_code == 201
     art = load_artifact(path)
     assert "cold/weights" not in art.extra_arrays  # VBPR placed the item itself: no ridge map was fitted

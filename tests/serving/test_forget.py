@@ -27,8 +27,12 @@ def test_forget_removes_the_user_everywhere(als_template, tmp_path, client_for):
     c = client_for(path, index="exact")
     other_before = c.get(f"/users/{other}/recommendations").json()
     r = c.delete(f"/users/{gone}")
-    assert r.status_code == 200 and r.json() == {"user_id": gone, "forgotten": True,
-                                                 "users": len(before.user_ids) - 1, "revision": 1}
+    assert r.status_code == 200 and r.json() == {
+        "user_id": gone,
+        "forgotten": True,
+        "users": len(before.user_ids) - 1,
+        "revision": 1,
+    }
     r = c.get(f"/users/{gone}/recommendations")
     assert r.status_code == 404 and "POST /recommendations" in r.json()["detail"]
     assert c.delete(f"/users/{gone}").status_code == 404
@@ -39,8 +43,10 @@ def test_forget_removes_the_user_everywhere(als_template, tmp_path, client_for):
     after = load_artifact(path)
     assert gone not in after.user_ids and other in after.user_ids
     assert gone not in json.loads((path / "idmaps.json").read_text())["users"]
-    assert after.train.shape[0] == before.train.shape[0] - 1 and after.model.user_factors_.shape[0] == \
-        before.model.user_factors_.shape[0] - 1
+    assert (
+        after.train.shape[0] == before.train.shape[0] - 1
+        and after.model.user_factors_.shape[0] == before.model.user_factors_.shape[0] - 1
+    )
     keep = np.delete(np.arange(len(before.user_ids)), 10)
     np.testing.assert_array_equal(after.model.user_factors_, before.model.user_factors_[keep])
     assert (after.train != before.train[keep]).nnz == 0
@@ -68,9 +74,15 @@ def test_forget_follows_the_user_array_conventions():
             pass
 
     m = Packed()
-    m.load_state({"user_bias_": np.arange(4.0), "item_bias_": np.arange(4.0),
-                  "user_history_indptr_": np.array([0, 2, 3, 3, 5]),
-                  "user_history_indices_": np.array([0, 1, 2, 0, 3])}, {"n_users_": 4, "n_items_": 4})
+    m.load_state(
+        {
+            "user_bias_": np.arange(4.0),
+            "item_bias_": np.arange(4.0),
+            "user_history_indptr_": np.array([0, 2, 3, 3, 5]),
+            "user_history_indices_": np.array([0, 1, 2, 0, 3]),
+        },
+        {"n_users_": 4, "n_items_": 4},
+    )
     train = np.zeros((4, 4), np.float32)
     art = Artifact(model=m, user_ids=IdMap(["a", "b", "c", "d"]), item_ids=IdMap(list("wxyz")), train=train)
     out = forget_user(art, "b").model
@@ -83,11 +95,20 @@ def test_forget_follows_the_user_array_conventions():
         forget_user(art, "zz")
     # per-user CSR rows under another name: refused, never silently kept
     m2 = Packed()
-    m2.load_state({"history_indptr_": np.array([0, 2, 3, 3, 5]),
-                   "history_indices_": np.array([0, 1, 2, 0, 3])}, {"n_users_": 4, "n_items_": 6})
+    m2.load_state(
+        {"history_indptr_": np.array([0, 2, 3, 3, 5]), "history_indices_": np.array([0, 1, 2, 0, 3])},
+        {"n_users_": 4, "n_items_": 6},
+    )
     with pytest.raises(ConfigError, match="history_indptr_"):
-        forget_user(Artifact(model=m2, user_ids=art.user_ids, item_ids=IdMap(list("uvwxyz")),
-                             train=np.zeros((4, 6), np.float32)), "b")
+        forget_user(
+            Artifact(
+                model=m2,
+                user_ids=art.user_ids,
+                item_ids=IdMap(list("uvwxyz")),
+                train=np.zeros((4, 6), np.float32),
+            ),
+            "b",
+        )
 
 
 def test_item_knn_user_history_is_removed(demo_dataset, tmp_path, client_for):
@@ -104,8 +125,11 @@ def test_item_knn_user_history_is_removed(demo_dataset, tmp_path, client_for):
     after = load_artifact(tmp_path / "knn")
     assert r.status_code == 200, r.text
     assert user not in after.user_ids
-    history = {k: v for k, v in after.model.state_arrays().items() if "indptr" in k and
-               len(v) in (len(art.user_ids), len(art.user_ids) + 1)}
+    history = {
+        k: v
+        for k, v in after.model.state_arrays().items()
+        if "indptr" in k and len(v) in (len(art.user_ids), len(art.user_ids) + 1)
+    }
     assert history and all(len(v) == len(after.user_ids) + 1 for v in history.values())
     assert c.get(f"/users/{user}/recommendations").status_code == 404
 
@@ -115,9 +139,23 @@ def test_two_worker_processes_agree_after_a_deletion(als_template, tmp_path):
     path = copy_artifact(als_template, tmp_path)
     user = load_artifact(path).user_ids.raw(42)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fusionrec.cli", "serve", str(path), "--port", str(port),
-                             "--workers", "2", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fusionrec.cli",
+            "serve",
+            str(path),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

@@ -16,8 +16,11 @@ from fusionrec.artifacts import load_artifact
 
 
 def _post_movie(c: httpx.Client, content: dict, item_id: str = NEW_MOVIE) -> httpx.Response:
-    return c.post("/items", data={"id": item_id, "title": content["title"], "text": content["text"]},
-                  files={"image": ("poster.jpg", content["image"], "image/jpeg")})
+    return c.post(
+        "/items",
+        data={"id": item_id, "title": content["title"], "text": content["text"]},
+        files={"image": ("poster.jpg", content["image"], "image/jpeg")},
+    )
 
 
 def _users_recommending(c: httpx.Client, users, item: str, k: int = 20) -> list[str]:
@@ -31,8 +34,12 @@ def _users_recommending(c: httpx.Client, users, item: str, k: int = 20) -> list[
 
 def _start_cli_server(path, port: int) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "fusionrec.cli", "serve", str(path), "--port", str(port),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fusionrec.cli", "serve", str(path), "--port", str(port), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -46,8 +53,9 @@ def _start_cli_server(path, port: int) -> subprocess.Popen:
     raise AssertionError("fusionrec serve did not come up")
 
 
-def test_new_movie_is_similar_recommendable_and_persisted(movies_template, movies_dataset, tmp_path,
-                                                          shared_data, live):
+def test_new_movie_is_similar_recommendable_and_persisted(
+    movies_template, movies_dataset, tmp_path, shared_data, live
+):
     path = copy_artifact(movies_template, tmp_path)
     content = new_movie_content(shared_data)
     srv = live(path)
@@ -62,8 +70,13 @@ def test_new_movie_is_similar_recommendable_and_persisted(movies_template, movie
         assert body["item_id"] == NEW_MOVIE and body["modalities"] == ["image", "text"]
         assert body["missing_modalities"] == [] and body["revision"] == 1
         info = c.get(f"/items/{NEW_MOVIE}").json()
-        assert info == {"item_id": NEW_MOVIE, "title": content["title"], "added": True, "interactions": 0,
-                        "modalities": ["image", "text"]}
+        assert info == {
+            "item_id": NEW_MOVIE,
+            "title": content["title"],
+            "added": True,
+            "interactions": 0,
+            "modalities": ["image", "text"],
+        }
 
         # without a restart: among the related movies' nearest items by text
         for rel in RELATED:
@@ -79,10 +92,16 @@ def test_new_movie_is_similar_recommendable_and_persisted(movies_template, movie
         recommending = _users_recommending(c, users, NEW_MOVIE)
         assert recommending
         art = load_artifact(path)
-        fans = set(art.user_ids.raw(np.flatnonzero(np.asarray(
-            art.train[:, [art.item_ids.index(x) for x in RELATED]].sum(axis=1)).ravel() > 0)))
-        share_fans = len(set(recommending) & fans) / max(1, len(fans - set(recommending)) + len(
-            set(recommending) & fans))
+        fans = set(
+            art.user_ids.raw(
+                np.flatnonzero(
+                    np.asarray(art.train[:, [art.item_ids.index(x) for x in RELATED]].sum(axis=1)).ravel() > 0
+                )
+            )
+        )
+        share_fans = len(set(recommending) & fans) / max(
+            1, len(fans - set(recommending)) + len(set(recommending) & fans)
+        )
         share_others = len(set(recommending) - fans) / max(1, len(set(users) - fans))
         assert share_fans > share_others
         # an unknown user folded in from the earlier films ranks it far higher than one from crime dramas
@@ -114,8 +133,14 @@ def test_new_movie_is_similar_recommendable_and_persisted(movies_template, movie
 
 def test_text_only_item_and_a_second_item(movies_template, tmp_path, client_for):
     c = client_for(copy_artifact(movies_template, tmp_path))
-    r = c.post("/items", data={"id": "new-1", "title": "Pixar short",
-                               "text": "Pixar short. genres: Animation, Children, Comedy. tags: pixar"})
+    r = c.post(
+        "/items",
+        data={
+            "id": "new-1",
+            "title": "Pixar short",
+            "text": "Pixar short. genres: Animation, Children, Comedy. tags: pixar",
+        },
+    )
     assert r.status_code == 201 and r.json()["missing_modalities"] == ["image"]
     r = c.post("/items", data={"id": "new-2", "title": "Adventure comedy"})  # the title stands in for text
     assert r.status_code == 201 and r.json()["modalities"] == ["text"] and r.json()["items"] == 535
@@ -133,10 +158,16 @@ def test_upload_errors(movies_template, tmp_path, client_for, shared_data):
     big = png_bytes(1200, seed=1)
     assert len(big) > 0.5 * 1024 * 1024
     cases = [
-        ({"data": {"id": "x1", "title": "t"}, "files": {"image": ("big.png", big, "image/png")}},
-         413, "limit"),
-        ({"data": {"id": "x2", "title": "t"}, "files": {"image": ("a.jpg", b"not a jpeg", "image/jpeg")}},
-         415, "not a readable image"),
+        (
+            {"data": {"id": "x1", "title": "t"}, "files": {"image": ("big.png", big, "image/png")}},
+            413,
+            "limit",
+        ),
+        (
+            {"data": {"id": "x2", "title": "t"}, "files": {"image": ("a.jpg", b"not a jpeg", "image/jpeg")}},
+            415,
+            "not a readable image",
+        ),
         ({"data": {"id": "x3"}, "files": {"image": ("a.png", poster[:200], "image/png")}}, 415, "image"),
         ({"data": {"id": "x4"}}, 422, "content"),
         ({"data": {"id": "x5", "text": "   "}}, 422, "content"),
@@ -150,10 +181,13 @@ def test_upload_errors(movies_template, tmp_path, client_for, shared_data):
         r = c.post("/items", **kwargs)
         assert r.status_code == status, (kwargs.get("data"), r.status_code, r.text)
         assert text in r.text
+
     # a chunked upload without Content-Length is cut off while streaming, still with 413
     def chunks():
-        yield (b'--zz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
-               b"Content-Type: image/png\r\n\r\n")
+        yield (
+            b'--zz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n"
+        )
         for _ in range(40):
             yield b"x" * 32768
 
@@ -162,8 +196,9 @@ def test_upload_errors(movies_template, tmp_path, client_for, shared_data):
     assert c.get("/healthz").json()["items"] == 533  # nothing was added by any of them
 
 
-def test_not_an_inner_product_model_borrows_scores_from_content_neighbours(movies_pop_template, tmp_path,
-                                                                           shared_data, client_for):
+def test_not_an_inner_product_model_borrows_scores_from_content_neighbours(
+    movies_pop_template, tmp_path, shared_data, client_for
+):
     c = client_for(copy_artifact(movies_pop_template, tmp_path))
     assert _post_movie(c, new_movie_content(shared_data)).status_code == 201
     art = load_artifact(movies_pop_template)
@@ -181,8 +216,9 @@ def test_not_an_inner_product_model_borrows_scores_from_content_neighbours(movie
 @pytest.mark.parametrize("template", ["als_template"])
 def test_artifact_without_features_refuses_new_items_clearly(template, request, client_for, tmp_path):
     c = client_for(copy_artifact(request.getfixturevalue(template), tmp_path))
-    r = c.post("/items", data={"id": "n1", "title": "A film"},
-               files={"image": ("a.png", png_bytes(), "image/png")})
+    r = c.post(
+        "/items", data={"id": "n1", "title": "A film"}, files={"image": ("a.png", png_bytes(), "image/png")}
+    )
     assert r.status_code == 409 and "fusionrec features" in r.json()["detail"]
 
 

@@ -18,26 +18,42 @@ def add_output_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag: str = "--format") -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=required, help="data directory or file (MovieLens, MMRec, CSV/Parquet), or 'demo'")
-    g.add_argument(format_flag, dest="data_format", choices=["movielens", "mmrec", "csv", "parquet", "demo"],
-                   help="force a loader (default: detected from the path)")
-    g.add_argument("--min-rating", type=float, help="implicit feedback: keep ratings >= this (default: every row)")
+    g.add_argument(
+        "--data", required=required, help="data directory or file (MovieLens, MMRec, CSV/Parquet), or 'demo'"
+    )
+    g.add_argument(
+        format_flag,
+        dest="data_format",
+        choices=["movielens", "mmrec", "csv", "parquet", "demo"],
+        help="force a loader (default: detected from the path)",
+    )
+    g.add_argument(
+        "--min-rating", type=float, help="implicit feedback: keep ratings >= this (default: every row)"
+    )
     g.add_argument("--kcore", type=int, default=0, help="iterative k-core filter on users and items")
     g.add_argument("--user-col", default="user_id", help="generic tables: user id column")
     g.add_argument("--item-col", default="item_id", help="generic tables: item id column")
     g.add_argument("--rating-col", default="rating", help="generic tables: rating column")
     g.add_argument("--time-col", default="timestamp", help="generic tables: timestamp column")
     g.add_argument("--items", help="generic tables: items table (item_id, title/text/description, image)")
-    g.add_argument("--features", action="append", default=[],
-                   help="a directory written by `fusionrec features` to attach (repeatable)")
+    g.add_argument(
+        "--features",
+        action="append",
+        default=[],
+        help="a directory written by `fusionrec features` to attach (repeatable)",
+    )
 
 
 def add_split_args(p: argparse.ArgumentParser) -> None:
     from fusionrec.data.splits import SPLITS
 
-    p.add_argument("--split", choices=SPLITS, help="split method (default: the data's own split, else ratio 8:1:1)")
+    p.add_argument(
+        "--split", choices=SPLITS, help="split method (default: the data's own split, else ratio 8:1:1)"
+    )
     p.add_argument("--seed", type=int, default=2026, help="seed for the split and the model")
-    p.add_argument("--cold-fraction", type=float, default=0.2, help="cold-items split: fraction of items held out")
+    p.add_argument(
+        "--cold-fraction", type=float, default=0.2, help="cold-items split: fraction of items held out"
+    )
 
 
 def load_data(args: argparse.Namespace):
@@ -46,8 +62,13 @@ def load_data(args: argparse.Namespace):
     from fusionrec.data.loaders import LoadOptions, load_dataset, load_feature_dir
 
     opts = LoadOptions(
-        rating_threshold=args.min_rating, kcore=args.kcore, user_col=args.user_col, item_col=args.item_col,
-        rating_col=args.rating_col, time_col=args.time_col, items_path=args.items,
+        rating_threshold=args.min_rating,
+        kcore=args.kcore,
+        user_col=args.user_col,
+        item_col=args.item_col,
+        rating_col=args.rating_col,
+        time_col=args.time_col,
+        items_path=args.items,
     )
     ds = load_dataset(args.data, args.data_format, opts)
     for fdir in getattr(args, "features", []) or []:
@@ -107,7 +128,9 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
     cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)
+    ]
     line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
     body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]

@@ -9,7 +9,8 @@ from fusionrec.commands._common import add_data_args, add_output_args, emit, par
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "cold", help="evaluate recommending items that have no interactions (content only) against baselines",
+        "cold",
+        help="evaluate recommending items that have no interactions (content only) against baselines",
         description="Cold-item protocol: hold out --cold-fraction of the items with all their interactions, "
         "fit --model on the rest, give each held-out item a vector from its features, and rank the held-out "
         "test items for every user who interacted with one. Baselines: random, train popularity (all cold "
@@ -18,13 +19,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(p)
     p.add_argument("--model", default="als", help="an inner-product model or one with cold-item support")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="hyperparameter (repeatable)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter (repeatable)"
+    )
     p.add_argument("--seed", type=int, default=2026, help="seed for the split and the model")
-    p.add_argument("--cold-fraction", type=float, default=0.2, help="fraction of items held out (half valid, "
-                   "half test)")
-    p.add_argument("--on", choices=["test", "valid"], default="test",
-                   help="which half of the cold items to rank")
+    p.add_argument(
+        "--cold-fraction", type=float, default=0.2, help="fraction of items held out (half valid, half test)"
+    )
+    p.add_argument(
+        "--on", choices=["test", "valid"], default="test", help="which half of the cold items to rank"
+    )
     p.add_argument("--metrics", default="recall@20,ndcg@20", help="comma-separated NAME@K")
     p.add_argument("--modalities", help="comma-separated modalities for the content mapping (default: all)")
     p.add_argument("--reg", type=float, help="ridge penalty of the content mapping (default: chosen by GCV)")
@@ -40,7 +44,15 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    res = evaluate_cold_items(ds, model, seed=args.seed, cold_fraction=args.cold_fraction, on=args.on,
-                              metrics=metrics, modalities=modalities, reg=args.reg)
+    res = evaluate_cold_items(
+        ds,
+        model,
+        seed=args.seed,
+        cold_fraction=args.cold_fraction,
+        on=args.on,
+        metrics=metrics,
+        modalities=modalities,
+        reg=args.reg,
+    )
     emit(args, res.to_dict(), format_cold(res))
     return 0

@@ -16,8 +16,13 @@ DEMO_MODELS: list[tuple[str, dict]] = [
     ("itemknn", {}),
     ("als", {"factors": 128, "reg": 20.0, "alpha": 2.0}),
     # collaborative models plus the poster/text attention network, weighted on the validation split
-    ("late-fusion", {"models": "als,ease,neural",
-                     "params": {"als": {"factors": 128, "reg": 20.0, "alpha": 2.0}, "neural": {"epochs": 30}}}),
+    (
+        "late-fusion",
+        {
+            "models": "als,ease,neural",
+            "params": {"als": {"factors": 128, "reg": 20.0, "alpha": 2.0}, "neural": {"epochs": 30}},
+        },
+    ),
 ]
 
 
@@ -27,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", help="recompute poster features from this folder of {movieId}.jpg images")
     p.add_argument("--user", default="1", help="raw user id to show recommendations for (default 1)")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--serve", action="store_true", help="start the HTTP server on the demo artifact afterwards")
+    p.add_argument(
+        "--serve", action="store_true", help="start the HTTP server on the demo artifact afterwards"
+    )
     p.add_argument("--port", type=int, default=8000, help="port for --serve")
     add_output_args(p)
 
@@ -48,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.images:
         from fusionrec.features import extract_features
 
-        image_feats = extract_features(ds, image="cnn", text=None, image_dir=args.images,
-                                       show_progress=not args.quiet)
+        image_feats = extract_features(
+            ds, image="cnn", text=None, image_dir=args.images, show_progress=not args.quiet
+        )
         feats = ds.features
         for name in image_feats:
             feats.add(name, image_feats[name], image_feats.mask(name))
@@ -74,17 +82,23 @@ def run(args: argparse.Namespace) -> int:
     art.info["test_metrics"] = next(r for r in rows if r["model"] == best_name)
     save_artifact(art, args.out)
     recs = recommend_for_user(art, args.user, k=10)
-    text = [f"demo data: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions, "
-            f"modalities: {', '.join(ds.features) or 'none'}",
-            "", "test metrics (full ranking, train+valid items masked):",
-            table(rows, ["model", "recall@10", "recall@20", "ndcg@10", "ndcg@20", "fit_s"]),
-            "", f"best model: {best_name} → artifact {args.out}",
-            f"top 10 for user {args.user}:"]
+    text = [
+        f"demo data: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions, "
+        f"modalities: {', '.join(ds.features) or 'none'}",
+        "",
+        "test metrics (full ranking, train+valid items masked):",
+        table(rows, ["model", "recall@10", "recall@20", "ndcg@10", "ndcg@20", "fit_s"]),
+        "",
+        f"best model: {best_name} → artifact {args.out}",
+        f"top 10 for user {args.user}:",
+    ]
     text += [f"{r['rank']:>3}. {r.get('title', r['item_id'])}" for r in recs]
-    text += ["", f"next: fusionrec recommend {args.out} --user {args.user}    "
-             f"fusionrec serve {args.out}"]
-    emit(args, {"models": rows, "best": best_name, "artifact": str(args.out), "recommendations": recs},
-         "\n".join(text))
+    text += ["", f"next: fusionrec recommend {args.out} --user {args.user}    fusionrec serve {args.out}"]
+    emit(
+        args,
+        {"models": rows, "best": best_name, "artifact": str(args.out), "recommendations": recs},
+        "\n".join(text),
+    )
     if args.serve:
         from fusionrec.commands.serve import serve_artifact
 

@@ -12,11 +12,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("artifact", help="artifact directory written by `fusionrec fit`")
     add_data_args(p)
     add_split_args(p)
-    p.add_argument("--metrics", default="recall@10,recall@20,ndcg@10,ndcg@20",
-                   help="comma-separated NAME@K (precision, recall, f1, ndcg, map, mrr, hit)")
+    p.add_argument(
+        "--metrics",
+        default="recall@10,recall@20,ndcg@10,ndcg@20",
+        help="comma-separated NAME@K (precision, recall, f1, ndcg, map, mrr, hit)",
+    )
     p.add_argument("--on", choices=["test", "valid"], default="test")
-    p.add_argument("--masking", choices=["train+valid", "train"], default="train+valid",
-                   help="items hidden when ranking for test (train: MMRec's convention)")
+    p.add_argument(
+        "--masking",
+        choices=["train+valid", "train"],
+        default="train+valid",
+        help="items hidden when ranking for test (train: MMRec's convention)",
+    )
     p.add_argument("--by-activity", action="store_true", help="break metrics down by user activity")
     add_output_args(p)
 
@@ -43,16 +50,20 @@ def run(args: argparse.Namespace) -> int:
         )
     split = make_split(ds, args)
     if split.train.nnz != art.train.nnz or (split.train != art.train).nnz:
-        raise DataError("this split's train part differs from the one the model was fitted on; "
-                        "pass the same --split and --seed as to `fusionrec fit`")
-    res = evaluate(art.model, split, on=args.on, metrics=metrics, masking=args.masking,
-                   by_activity=args.by_activity)
+        raise DataError(
+            "this split's train part differs from the one the model was fitted on; "
+            "pass the same --split and --seed as to `fusionrec fit`"
+        )
+    res = evaluate(
+        art.model, split, on=args.on, metrics=metrics, masking=args.masking, by_activity=args.by_activity
+    )
     payload = res.to_dict()
     text = "\n".join(f"{k:<14} {v:.4f}" for k, v in payload.items() if isinstance(v, float))
     if res.by_activity:
         text += "\nby activity (train interactions):"
         for bucket, vals in res.by_activity.items():
-            text += f"\n  {bucket:<8} " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                                   for k, v in vals.items())
+            text += f"\n  {bucket:<8} " + "  ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items()
+            )
     emit(args, payload, text)
     return 0

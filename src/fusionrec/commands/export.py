@@ -25,7 +25,12 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     split = make_split(ds, args)
     out = export_mmrec(ds, split, args.out, name=args.name)
-    summary = {"out": str(out), **split_summary(split), "users": ds.n_users, "items": ds.n_items,
-               "modalities": ds.features.dims}
+    summary = {
+        "out": str(out),
+        **split_summary(split),
+        "users": ds.n_users,
+        "items": ds.n_items,
+        "modalities": ds.features.dims,
+    }
     emit(args, summary, f"wrote {out} ({ds.n_users} users, {ds.n_items} items, split {split_summary(split)})")
     return 0

@@ -12,11 +12,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_split_args(p)
     p.add_argument("--model", required=True, help="model name (see `fusionrec models`)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter (repeatable)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter (repeatable)"
+    )
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--no-eval", action="store_true", help="skip the test evaluation after fitting")
-    p.add_argument("--masking", choices=["train+valid", "train"], default="train+valid",
-                   help="items hidden when ranking for test (train: MMRec's convention)")
+    p.add_argument(
+        "--masking",
+        choices=["train+valid", "train"],
+        default="train+valid",
+        help="items hidden when ranking for test (train: MMRec's convention)",
+    )
     add_output_args(p)
 
 
@@ -31,8 +37,13 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     split = make_split(ds, args)
     art, seconds = fit_artifact(ds, split, model, seed=args.seed)
-    result = {"model": args.model, "params": model.get_params(), "fit_seconds": round(seconds, 3),
-              "split": split_summary(split), "out": str(args.out)}
+    result = {
+        "model": args.model,
+        "params": model.get_params(),
+        "fit_seconds": round(seconds, 3),
+        "split": split_summary(split),
+        "out": str(args.out),
+    }
     if not args.no_eval:
         res = evaluate(model, split, masking=args.masking)
         art.info["test_metrics"] = res.metrics
@@ -40,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     save_artifact(art, args.out)
     lines = [f"fitted {args.model} in {seconds:.2f}s → {args.out}"]
     if "test" in result:
-        lines.append("test: " + "  ".join(f"{k}={v:.4f}" for k, v in result["test"].items()
-                                          if isinstance(v, float)))
+        lines.append(
+            "test: " + "  ".join(f"{k}={v:.4f}" for k, v in result["test"].items() if isinstance(v, float))
+        )
     emit(args, result, "\n".join(lines))
     return 0

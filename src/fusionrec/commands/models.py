@@ -18,8 +18,11 @@ def run(args: argparse.Namespace) -> int:
     info = describe_models()
     lines = []
     for m in info:
-        needs = ", ".join(m["requires_features"]) if m["requires_features"] else (
-            "optional features" if m["uses_features"] else "interactions only")
+        needs = (
+            ", ".join(m["requires_features"])
+            if m["requires_features"]
+            else ("optional features" if m["uses_features"] else "interactions only")
+        )
         needs = needs.replace("*", "any modality")
         flags = " [cold items]" if m["supports_cold_items"] else ""
         lines.append(f"{m['name']:<14} {m['summary']}{flags}")

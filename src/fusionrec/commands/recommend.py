@@ -12,7 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("artifact", help="artifact directory written by `fusionrec fit`")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="raw user id known to the model")
-    who.add_argument("--items", help="comma-separated raw item ids of an unknown user's recent items (fold-in)")
+    who.add_argument(
+        "--items", help="comma-separated raw item ids of an unknown user's recent items (fold-in)"
+    )
     p.add_argument("-k", type=int, default=10, help="number of items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not hide the user's training items")
     p.add_argument("--explain", action="store_true", help="show each modality's contribution per item")
@@ -20,14 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusionrec.recommend import recommend_for_items, recommend_for_user
-
     from fusionrec.artifacts import load_artifact
+    from fusionrec.recommend import recommend_for_items, recommend_for_user
 
     art = load_artifact(args.artifact)
     if args.user is not None:
-        recs = recommend_for_user(art, args.user, k=args.k, exclude_seen=not args.include_seen,
-                                  explain=args.explain)
+        recs = recommend_for_user(
+            art, args.user, k=args.k, exclude_seen=not args.include_seen, explain=args.explain
+        )
         who = f"user {args.user}"
     else:
         items = [x.strip() for x in args.items.split(",") if x.strip()]

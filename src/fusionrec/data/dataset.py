@@ -100,7 +100,9 @@ class Features(Mapping[str, np.ndarray]):
     mean of the present rows so every consumer sees a dense matrix, and models may use the mask to do better.
     """
 
-    def __init__(self, matrices: Mapping[str, np.ndarray] | None = None, masks: Mapping[str, np.ndarray] | None = None):
+    def __init__(
+        self, matrices: Mapping[str, np.ndarray] | None = None, masks: Mapping[str, np.ndarray] | None = None
+    ):
         self._values: dict[str, np.ndarray] = {}
         self._masks: dict[str, np.ndarray] = {}
         # modality → the extractor config that produced it (from manifest.json), so new items can be featurised alike
@@ -165,7 +167,9 @@ class Features(Mapping[str, np.ndarray]):
         return out
 
     def subset(self, idx: np.ndarray) -> Features:
-        out = Features({n: v[idx] for n, v in self._values.items()}, {n: m[idx] for n, m in self._masks.items()})
+        out = Features(
+            {n: v[idx] for n, v in self._values.items()}, {n: m[idx] for n, m in self._masks.items()}
+        )
         out.extractors = dict(self.extractors)
         out.extractor_state = dict(self.extractor_state)
         return out
@@ -178,7 +182,11 @@ class Features(Mapping[str, np.ndarray]):
                 new = np.asarray(rows[name], dtype=np.float32).reshape(1, -1)
                 present = np.ones(1, dtype=bool)
             else:
-                new = values[self._masks[name]].mean(axis=0, keepdims=True) if self._masks[name].any() else values[:1]
+                new = (
+                    values[self._masks[name]].mean(axis=0, keepdims=True)
+                    if self._masks[name].any()
+                    else values[:1]
+                )
                 present = np.zeros(1, dtype=bool)
             out._values[name] = np.vstack([values, new]).astype(np.float32)
             out._masks[name] = np.concatenate([self._masks[name], present])
@@ -235,8 +243,12 @@ class Dataset:
         self.features = features if features is not None else Features()
         self.name = name
         n = len(self.users)
-        for col, arr in (("items", self.items), ("ratings", self.ratings), ("timestamps", self.timestamps),
-                         ("labels", self.labels)):
+        for col, arr in (
+            ("items", self.items),
+            ("ratings", self.ratings),
+            ("timestamps", self.timestamps),
+            ("labels", self.labels),
+        ):
             if arr is not None and len(arr) != n:
                 raise DataError(f"{col} has {len(arr)} rows but users has {n}")
         if n and (self.users.max() >= len(user_ids) or self.items.max() >= len(item_ids)):
@@ -294,6 +306,14 @@ class Dataset:
 
     def with_features(self, features: Features) -> Dataset:
         return Dataset(
-            self.users, self.items, self.user_ids, self.item_ids, ratings=self.ratings, timestamps=self.timestamps,
-            labels=self.labels, content=self.content, features=features, name=self.name,
+            self.users,
+            self.items,
+            self.user_ids,
+            self.item_ids,
+            ratings=self.ratings,
+            timestamps=self.timestamps,
+            labels=self.labels,
+            content=self.content,
+            features=features,
+            name=self.name,
         )

@@ -21,13 +21,18 @@ def split_labels(ds: Dataset, split: Split) -> np.ndarray:
         coo = m.tocoo()
         keys = set(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
         if keys:
-            hit = np.fromiter(((u, i) in keys for u, i in zip(ds.users, ds.items, strict=True)), bool,
-                              count=ds.n_interactions)
+            hit = np.fromiter(
+                ((u, i) in keys for u, i in zip(ds.users, ds.items, strict=True)),
+                bool,
+                count=ds.n_interactions,
+            )
             labels[hit] = lab
     return labels
 
 
-def write_features(out: Path, features: Features, item_raw_ids: list[str], manifest: dict | None = None) -> None:
+def write_features(
+    out: Path, features: Features, item_raw_ids: list[str], manifest: dict | None = None
+) -> None:
     """``<modality>_feat.npy`` + ``<modality>_mask.npy`` per modality, ``items.csv`` (row → raw id), manifest."""
     out.mkdir(parents=True, exist_ok=True)
     for name in features:
@@ -36,11 +41,17 @@ def write_features(out: Path, features: Features, item_raw_ids: list[str], manif
     if features.extractor_state:
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(v) for k, v in features.extractor_state.items()},
-                  str(out / "extractors.safetensors"))
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in features.extractor_state.items()},
+            str(out / "extractors.safetensors"),
+        )
     pd.DataFrame({"item_id": item_raw_ids}).to_csv(out / "items.csv", index=False)
-    info = {"modalities": features.dims, "items": len(item_raw_ids), "extractors": features.extractors,
-            **(manifest or {})}
+    info = {
+        "modalities": features.dims,
+        "items": len(item_raw_ids),
+        "extractors": features.extractors,
+        **(manifest or {}),
+    }
     (out / "manifest.json").write_text(json.dumps(info, indent=2))
 
 
@@ -62,9 +73,11 @@ def export_mmrec(ds: Dataset, split: Split, out: str | Path, *, name: str | None
         df["x_label"] = split_labels(ds, split)
         df.to_csv(tmp / f"{name}.inter", sep="\t", index=False)
         pd.DataFrame({"userID": np.arange(ds.n_users), "user_id": ds.user_ids.to_list()}).to_csv(
-            tmp / "user_map.csv", index=False)
+            tmp / "user_map.csv", index=False
+        )
         pd.DataFrame({"itemID": np.arange(ds.n_items), "item_id": ds.item_ids.to_list()}).to_csv(
-            tmp / "item_map.csv", index=False)
+            tmp / "item_map.csv", index=False
+        )
         if len(ds.features):
             write_features(tmp, ds.features, ds.item_ids.to_list())
         if out.exists():

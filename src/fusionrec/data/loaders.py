@@ -53,7 +53,9 @@ def detect_format(path: Path) -> str:
             return "csv"
         if path.suffix == ".inter":
             return "mmrec"
-        raise DataError(f"{path}: cannot tell the format from the file name; pass --format {'|'.join(FORMATS)}")
+        raise DataError(
+            f"{path}: cannot tell the format from the file name; pass --format {'|'.join(FORMATS)}"
+        )
     if not path.is_dir():
         raise DataError(f"{path}: no such file or directory")
     if (path / "ratings.csv").exists() and (path / "movies.csv").exists():
@@ -119,8 +121,14 @@ def _check_numeric(df: pd.DataFrame, col: str, path: Path) -> None:
 
 
 def _interactions_from_frame(
-    df: pd.DataFrame, user_col: str, item_col: str, path: Path, *, item_order: list[str] | None = None,
-    rating_col: str | None = None, time_col: str | None = None,
+    df: pd.DataFrame,
+    user_col: str,
+    item_col: str,
+    path: Path,
+    *,
+    item_order: list[str] | None = None,
+    rating_col: str | None = None,
+    time_col: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, IdMap, IdMap, np.ndarray | None, np.ndarray | None, np.ndarray]:
     """Map raw ids to indices, drop duplicate (user, item) pairs (keeping the last) and rows with NaN ids."""
     nan_ids = df[user_col].isna() | df[item_col].isna()
@@ -149,7 +157,9 @@ def _interactions_from_frame(
     users = user_ids.indices(u_raw)
     items = item_ids.indices(i_raw)
     if (items < 0).any():
-        raise DataError(f"{path}: {int((items < 0).sum())} interaction(s) name items missing from the items table")
+        raise DataError(
+            f"{path}: {int((items < 0).sum())} interaction(s) name items missing from the items table"
+        )
     ratings = None
     if rating_col and rating_col in df.columns:
         ratings = pd.to_numeric(df[rating_col]).to_numpy(np.float32)
@@ -226,8 +236,17 @@ def load_movielens(root: Path) -> Dataset:
     )
     content = _movielens_content(root, iids)
     features = load_feature_dir(root / "features", iids) if (root / "features").is_dir() else None
-    return Dataset(users, items, uids, iids, ratings=ratings, timestamps=ts, content=content, features=features,
-                   name=root.name)
+    return Dataset(
+        users,
+        items,
+        uids,
+        iids,
+        ratings=ratings,
+        timestamps=ts,
+        content=content,
+        features=features,
+        name=root.name,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- MMRec
@@ -305,8 +324,18 @@ def load_mmrec(path: Path) -> Dataset:
     parent = root.parent
     if (parent / "movies.csv").exists() and (root / "item_map.csv").exists():
         content = _movielens_content(parent, iids)
-    return Dataset(users, items, uids, iids, ratings=ratings, timestamps=ts, labels=labels, content=content,
-                   features=features, name=root.name)
+    return Dataset(
+        users,
+        items,
+        uids,
+        iids,
+        ratings=ratings,
+        timestamps=ts,
+        labels=labels,
+        content=content,
+        features=features,
+        name=root.name,
+    )
 
 
 def _index_map(path: Path, n: int) -> list[str]:
@@ -410,7 +439,12 @@ def load_table(path: Path, options: LoadOptions, *, parquet: bool) -> Dataset:
     rating_col = options.rating_col if options.rating_col in df.columns else None
     time_col = options.time_col if options.time_col in df.columns else None
     users, items, uids, iids, ratings, ts, _ = _interactions_from_frame(
-        df, options.user_col, options.item_col, path, item_order=item_order, rating_col=rating_col,
+        df,
+        options.user_col,
+        options.item_col,
+        path,
+        item_order=item_order,
+        rating_col=rating_col,
         time_col=time_col,
     )
     content = None
@@ -424,7 +458,11 @@ def load_table(path: Path, options: LoadOptions, *, parquet: bool) -> Dataset:
                 parts = [str(row[c]) for c in text_cols if pd.notna(row[c]) and str(row[c]).strip()]
                 texts.append(". ".join(parts))
                 titles.append(parts[0] if parts else "")
-                img = row[options.image_col] if options.image_col and options.image_col in by_id.columns else None
+                img = (
+                    row[options.image_col]
+                    if options.image_col and options.image_col in by_id.columns
+                    else None
+                )
                 if img is not None and pd.notna(img):
                     img_path = Path(str(img))
                     if not img_path.is_absolute():
@@ -459,8 +497,9 @@ def apply_implicit(ds: Dataset, options: LoadOptions) -> Dataset:
     return subset_interactions(ds, keep)
 
 
-def kcore_mask(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int,
-               keep: np.ndarray) -> np.ndarray:
+def kcore_mask(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int, keep: np.ndarray
+) -> np.ndarray:
     keep = keep.copy()
     while True:
         ud = np.bincount(users[keep], minlength=n_users)
@@ -481,9 +520,13 @@ def subset_interactions(ds: Dataset, keep: np.ndarray) -> Dataset:
     i_new[i_keep] = np.arange(len(i_keep))
     pick = lambda a: None if a is None else a[keep]  # noqa: E731
     return Dataset(
-        u_new[ds.users[keep]], i_new[ds.items[keep]],
-        IdMap(ds.user_ids.raw_ids[u_keep]), IdMap(ds.item_ids.raw_ids[i_keep]),
-        ratings=pick(ds.ratings), timestamps=pick(ds.timestamps), labels=pick(ds.labels),
+        u_new[ds.users[keep]],
+        i_new[ds.items[keep]],
+        IdMap(ds.user_ids.raw_ids[u_keep]),
+        IdMap(ds.item_ids.raw_ids[i_keep]),
+        ratings=pick(ds.ratings),
+        timestamps=pick(ds.timestamps),
+        labels=pick(ds.labels),
         content=None if ds.content is None else ds.content.subset(i_keep),
         features=ds.features.subset(i_keep) if len(ds.features) else None,
         name=ds.name,

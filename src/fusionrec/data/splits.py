@@ -16,8 +16,12 @@ SPLITS = ("ratio", "temporal", "global-temporal", "loo", "cold-items", "given")
 
 
 def split_dataset(
-    ds: Dataset, method: str | None = None, *, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    seed: int = 2026, cold_fraction: float = 0.2,
+    ds: Dataset,
+    method: str | None = None,
+    *,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 2026,
+    cold_fraction: float = 0.2,
 ) -> Split:
     """Split ``ds``. With ``method=None`` a split present in the data (``labels``) is used as is, else ``ratio``."""
     if method is None:
@@ -35,15 +39,19 @@ def split_dataset(
     elif method == "temporal":
         labels = _per_user_labels(ds, _time_order(ds), ratios)
     elif method == "loo":
-        labels = _leave_one_out(ds, _time_order(ds) if ds.timestamps is not None else
-                                np.random.RandomState(seed).permutation(ds.n_interactions))
+        labels = _leave_one_out(
+            ds,
+            _time_order(ds)
+            if ds.timestamps is not None
+            else np.random.RandomState(seed).permutation(ds.n_interactions),
+        )
     elif method == "global-temporal":
         order = _time_order(ds)
         labels = np.zeros(ds.n_interactions, np.int8)
         n = ds.n_interactions
         n_train, n_valid = int(round(ratios[0] * n)), int(round(ratios[1] * n))
-        labels[order[n_train:n_train + n_valid]] = 1
-        labels[order[n_train + n_valid:]] = 2
+        labels[order[n_train : n_train + n_valid]] = 1
+        labels[order[n_train + n_valid :]] = 2
     else:  # cold-items
         return _cold_item_split(ds, seed, cold_fraction)
     split = _from_labels(ds, labels, method)
@@ -113,7 +121,7 @@ def _cold_item_split(ds: Dataset, seed: int, fraction: float) -> Split:
     items = rng.permutation(ds.n_items)
     n_cold = max(2, int(round(fraction * ds.n_items)))
     cold = items[:n_cold]
-    valid_items, test_items = cold[: n_cold // 2], cold[n_cold // 2:]
+    valid_items, test_items = cold[: n_cold // 2], cold[n_cold // 2 :]
     labels = np.zeros(ds.n_interactions, np.int8)
     labels[np.isin(ds.items, valid_items)] = 1
     labels[np.isin(ds.items, test_items)] = 2
@@ -134,7 +142,9 @@ def _warn_empty(split: Split) -> None:
 
 def split_summary(split: Split) -> dict[str, int]:
     return {
-        "train": int(split.train.nnz), "valid": int(split.valid.nnz), "test": int(split.test.nnz),
+        "train": int(split.train.nnz),
+        "valid": int(split.valid.nnz),
+        "test": int(split.test.nnz),
         "users_with_test": int((np.diff(split.test.indptr) > 0).sum()),
     }
 

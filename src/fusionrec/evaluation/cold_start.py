@@ -55,8 +55,15 @@ class ColdResult:
 
 
 def evaluate_cold_items(
-    ds: Dataset, model: Recommender, *, seed: int = 2026, cold_fraction: float = 0.2, on: str = "test",
-    metrics: Sequence[str] = COLD_METRICS, modalities: Sequence[str] | None = None, reg: float | None = None,
+    ds: Dataset,
+    model: Recommender,
+    *,
+    seed: int = 2026,
+    cold_fraction: float = 0.2,
+    on: str = "test",
+    metrics: Sequence[str] = COLD_METRICS,
+    modalities: Sequence[str] | None = None,
+    reg: float | None = None,
     baselines: bool = True,
 ) -> ColdResult:
     """Fit ``model`` on a cold-item split of ``ds``; rank the held-out cold items by content-derived vectors.
@@ -75,11 +82,15 @@ def evaluate_cold_items(
         Content mapping options (default: every modality; penalty by GCV on warm items).
     """
     if not len(ds.features):
-        raise DataError("the cold-item protocol needs item features; attach them with --features "
-                        "(written by `fusionrec features`) or use data with *.npy feature files")
+        raise DataError(
+            "the cold-item protocol needs item features; attach them with --features "
+            "(written by `fusionrec features`) or use data with *.npy feature files"
+        )
     if not (model.is_inner_product or model.supports_cold_items):
-        raise ConfigError(f"model {model.name!r} neither scores by inner products nor supports cold items; "
-                          "choose als, bpr or another factor model")
+        raise ConfigError(
+            f"model {model.name!r} neither scores by inner products nor supports cold items; "
+            "choose als, bpr or another factor model"
+        )
     if on not in ("valid", "test"):
         raise ConfigError(f"on must be 'valid' or 'test'; got {on!r}")
     split = split_dataset(ds, "cold-items", seed=seed, cold_fraction=cold_fraction)
@@ -109,25 +120,34 @@ def evaluate_cold_items(
     if baselines:
         results += _baselines(split, feats, target, candidates, metrics, seed)
     info = {
-        "model": model.name, "params": model.get_params(), "on": on, "seed": seed,
+        "model": model.name,
+        "params": model.get_params(),
+        "on": on,
+        "seed": seed,
         "cold_fraction": cold_fraction,
-        "cold_items": len(cold), "candidates": int(len(candidates)),
-        "users": int((np.diff(target.indptr) > 0).sum()), "modalities": list(feats),
-        "mapping": "model" if mapper is None else {"reg": mapper.reg_, "fit_r2": round(mapper.fit_r2_, 4),
-                                                   "items": mapper.n_fit_},
-        "fit_seconds": round(fit_seconds, 3), "map_seconds": round(map_seconds, 3),
+        "cold_items": len(cold),
+        "candidates": int(len(candidates)),
+        "users": int((np.diff(target.indptr) > 0).sum()),
+        "modalities": list(feats),
+        "mapping": "model"
+        if mapper is None
+        else {"reg": mapper.reg_, "fit_r2": round(mapper.fit_r2_, 4), "items": mapper.n_fit_},
+        "fit_seconds": round(fit_seconds, 3),
+        "map_seconds": round(map_seconds, 3),
     }
     return ColdResult(rows=results, info=info)
 
 
-def _row(method: str, score_fn, target: sp.csr_matrix, candidates: np.ndarray,
-         metrics: Sequence[str]) -> dict[str, Any]:
+def _row(
+    method: str, score_fn, target: sp.csr_matrix, candidates: np.ndarray, metrics: Sequence[str]
+) -> dict[str, Any]:
     res = evaluate_scores(score_fn, target, None, metrics=metrics, candidate_items=candidates)
     return {"method": method, **{k: round(v, 6) for k, v in res.metrics.items()}}
 
 
-def _baselines(split: Split, feats, target: sp.csr_matrix, candidates: np.ndarray, metrics: Sequence[str],
-               seed: int) -> list[dict[str, Any]]:
+def _baselines(
+    split: Split, feats, target: sp.csr_matrix, candidates: np.ndarray, metrics: Sequence[str], seed: int
+) -> list[dict[str, Any]]:
     n_users, n_items = split.train.shape
     # one random draw per (user, candidate); only candidates are ranked, so only they need a score
     draw = np.random.default_rng(seed).random((n_users, len(candidates)), dtype=np.float32)
@@ -191,6 +211,8 @@ def format_cold(result: ColdResult) -> str:
     for r in result.rows:
         lines.append(f"{r['method']:<{width}}  " + "  ".join(f"{r[c]:>10.4f}" for c in cols))
     i = result.info
-    lines.append(f"cold items {i['cold_items']} ({i['candidates']} ranked, {i['on']}), users {i['users']}, "
-                 f"modalities {i['modalities']}, mapping {i['mapping']}")
+    lines.append(
+        f"cold items {i['cold_items']} ({i['candidates']} ranked, {i['on']}), users {i['users']}, "
+        f"modalities {i['modalities']}, mapping {i['mapping']}"
+    )
     return "\n".join(lines)

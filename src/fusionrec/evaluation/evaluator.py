@@ -68,19 +68,19 @@ def evaluate_scores(
         not_cand = np.ones(n_items, bool)
         not_cand[candidate_items] = False
     for start in range(0, len(users), batch_size):
-        block = users[start:start + batch_size]
+        block = users[start : start + batch_size]
         scores = np.asarray(score_fn(block), dtype=np.float32)  # fresh per the score() contract
         if exclude is not None:
             mask_rows(scores, exclude, block)
         if candidate_items is not None:
             scores[:, not_cand] = -np.inf
         idx, _ = top_k(scores, max_k)
-        all_recs[start:start + len(block)] = idx
+        all_recs[start : start + len(block)] = idx
         tgt = target[block]
         n_rel = np.diff(tgt.indptr)
         hits = _hit_matrix(idx, tgt)
         for n, k in specs:
-            per_user[f"{n}@{k}"][start:start + len(block)] = METRIC_FUNCS[n](hits, n_rel, k)
+            per_user[f"{n}@{k}"][start : start + len(block)] = METRIC_FUNCS[n](hits, n_rel, k)
     means = {k: float(v.mean()) if len(v) else 0.0 for k, v in per_user.items()}
     extra = {f"coverage@{max_k}": coverage(all_recs, n_items)}
     if item_popularity is not None:
@@ -92,8 +92,10 @@ def evaluate_scores(
             sel = (deg >= lo) & (deg < hi if hi is not None else True)
             label = f"{lo}-{hi}" if hi is not None else f">={lo}"
             if sel.any():
-                by_activity[label] = {"users": int(sel.sum()),
-                                      **{k: round(float(v[sel].mean()), 6) for k, v in per_user.items()}}
+                by_activity[label] = {
+                    "users": int(sel.sum()),
+                    **{k: round(float(v[sel].mean()), 6) for k, v in per_user.items()},
+                }
     return EvalResult(metrics=means, per_user=per_user, users=users, extra=extra, by_activity=by_activity)
 
 
@@ -140,6 +142,12 @@ def evaluate(
         candidates = np.unique(target.indices)
         exclude = None
     return evaluate_scores(
-        model.score, target, exclude, metrics=metrics, batch_size=batch_size, item_popularity=pop,
-        train_degree=train_deg if by_activity else None, candidate_items=candidates,
+        model.score,
+        target,
+        exclude,
+        metrics=metrics,
+        batch_size=batch_size,
+        item_popularity=pop,
+        train_degree=train_deg if by_activity else None,
+        candidate_items=candidates,
     )

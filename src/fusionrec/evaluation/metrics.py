@@ -57,7 +57,12 @@ def hit_rate(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
 
 
 METRIC_FUNCS = {
-    "precision": precision, "recall": recall, "f1": f1, "ndcg": ndcg, "map": average_precision, "mrr": mrr,
+    "precision": precision,
+    "recall": recall,
+    "f1": f1,
+    "ndcg": ndcg,
+    "map": average_precision,
+    "mrr": mrr,
     "hit": hit_rate,
 }
 

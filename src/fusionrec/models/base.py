@@ -48,7 +48,8 @@ class Recommender:
     def param_defaults(cls) -> dict[str, Any]:
         sig = inspect.signature(cls.__init__)
         return {
-            k: p.default for k, p in sig.parameters.items()
+            k: p.default
+            for k, p in sig.parameters.items()
             if k != "self" and p.kind is inspect.Parameter.KEYWORD_ONLY
         }
 
@@ -68,7 +69,11 @@ class Recommender:
 
     # ------------------------------------------------------------------ fitting
     def fit(
-        self, user_items: sp.csr_matrix, features: Features | None = None, *, valid: sp.csr_matrix | None = None,
+        self,
+        user_items: sp.csr_matrix,
+        features: Features | None = None,
+        *,
+        valid: sp.csr_matrix | None = None,
     ) -> Recommender:
         """Learn from ``user_items`` (binary CSR, users × items). ``valid`` enables early stopping where used."""
         user_items = as_csr(user_items)
@@ -79,7 +84,9 @@ class Recommender:
         self.fitted_ = True
         return self
 
-    def _fit(self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None) -> None:
+    def _fit(
+        self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
+    ) -> None:
         raise NotImplementedError
 
     def _reset(self) -> None:
@@ -124,7 +131,11 @@ class Recommender:
         raise NotImplementedError(f"{self.name} has no item vectors")
 
     def recommend(
-        self, users: np.ndarray | int, k: int = 10, *, exclude: sp.csr_matrix | None = None,
+        self,
+        users: np.ndarray | int,
+        k: int = 10,
+        *,
+        exclude: sp.csr_matrix | None = None,
         scores: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores per user, best first.
@@ -263,10 +274,10 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def _top_partition(scores: np.ndarray, kk: int) -> np.ndarray:
     """The same indices as ``argpartition(-scores, kk - 1, axis=1)[:, :kk]``, faster on large blocks.
 
-    Top-k is the evaluator's costliest step after scoring. A row's ``kk``-th largest group maximum (groups of
-    columns) bounds its ``kk``-th largest score from below, so only the few scores above it need sorting. Rows where that cannot
-    give argpartition's exact answer (ties within the top ``kk`` or at the cut, fewer than ``kk`` candidates,
-    NaN) are redone by argpartition itself, so ties resolve exactly as before.
+    Top-k is the evaluator's costliest step after scoring. A row's ``kk``-th largest group maximum (groups
+    of columns) bounds its ``kk``-th largest score from below, so only the few scores above it need
+    sorting. Rows where that cannot give argpartition's exact answer (ties within the top ``kk`` or at the
+    cut, fewer than ``kk`` candidates, NaN) are redone by argpartition itself, so ties resolve as before.
     """
     n, m = scores.shape
     size = min(64, m // (4 * kk))  # items per group; there are m // size ≥ 4·kk groups

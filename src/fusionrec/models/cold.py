@@ -50,15 +50,26 @@ class ContentMapper:
         Modalities to use (default: every modality given to ``fit``).
     """
 
-    def __init__(self, *, reg: float | None = None, grid: Sequence[float] = DEFAULT_GRID,
-                 modalities: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        reg: float | None = None,
+        grid: Sequence[float] = DEFAULT_GRID,
+        modalities: Sequence[str] | None = None,
+    ) -> None:
         self.reg = reg
         self.grid = tuple(grid)
         self.modalities = None if modalities is None else list(modalities)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, features: Mapping[str, np.ndarray], targets: np.ndarray, rows: np.ndarray | None = None, *,
-            metric: np.ndarray | None = None) -> ContentMapper:
+    def fit(
+        self,
+        features: Mapping[str, np.ndarray],
+        targets: np.ndarray,
+        rows: np.ndarray | None = None,
+        *,
+        metric: np.ndarray | None = None,
+    ) -> ContentMapper:
         """Learn the map from ``rows`` of ``features`` (``{modality: (n_items, d)}``) to ``targets`` (n, k).
 
         ``metric`` (k, k), e.g. the users' second moment ``U.T @ U / n``, weighs residuals when GCV picks the
@@ -133,8 +144,14 @@ class ContentMapper:
         h = s / (s + lam)
         self.fit_r2_ = 1.0 - (total - float(((2 * h - h * h) * proj).sum())) / max(total, 1e-12)
         self.n_fit_ = int(n)
-        log.info("content mapping: %d items, %d feature dims → %d; reg %.3g (GCV), weighted R² %.3f",
-                 n, d, W.shape[1], chosen, self.fit_r2_)
+        log.info(
+            "content mapping: %d items, %d feature dims → %d; reg %.3g (GCV), weighted R² %.3f",
+            n,
+            d,
+            W.shape[1],
+            chosen,
+            self.fit_r2_,
+        )
         return self
 
     # ------------------------------------------------------------------ use
@@ -170,13 +187,19 @@ class ContentMapper:
         """Arrays and JSON metadata that :meth:`from_arrays` restores (what artifacts store)."""
         self._check()
         arrays = {f"{prefix}{k}": getattr(self, f"{k}_") for k in ("mean", "scale", "weights", "bias")}
-        meta = {"modalities": self.modalities_, "dims": self.dims_, "reg": self.reg_, "fit_r2": self.fit_r2_,
-                "n_fit": self.n_fit_}
+        meta = {
+            "modalities": self.modalities_,
+            "dims": self.dims_,
+            "reg": self.reg_,
+            "fit_r2": self.fit_r2_,
+            "n_fit": self.n_fit_,
+        }
         return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, object],
-                    prefix: str = "cold/") -> ContentMapper:
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, object], prefix: str = "cold/"
+    ) -> ContentMapper:
         self = cls(reg=float(meta["reg"]))  # type: ignore[arg-type]
         for k in ("mean", "scale", "weights", "bias"):
             setattr(self, f"{k}_", np.asarray(arrays[f"{prefix}{k}"], dtype=np.float32))
@@ -195,8 +218,14 @@ class ContentMapper:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def fit_content_mapper(model: Recommender, features: Mapping[str, np.ndarray], train: sp.spmatrix, *,
-                       reg: float | None = None, modalities: Sequence[str] | None = None) -> ContentMapper:
+def fit_content_mapper(
+    model: Recommender,
+    features: Mapping[str, np.ndarray],
+    train: sp.spmatrix,
+    *,
+    reg: float | None = None,
+    modalities: Sequence[str] | None = None,
+) -> ContentMapper:
     """Fit a :class:`ContentMapper` from ``features`` to ``model.item_vectors()`` on items seen in ``train``.
 
     Items without a training interaction (cold items, items added later) are left out: their vectors were
@@ -217,8 +246,9 @@ def fit_content_mapper(model: Recommender, features: Mapping[str, np.ndarray], t
     return ContentMapper(reg=reg, modalities=modalities).fit(feats, V, rows, metric=metric)
 
 
-def cold_item_vectors(model: Recommender, rows: Mapping[str, np.ndarray],
-                      mapper: ContentMapper | None = None) -> np.ndarray:
+def cold_item_vectors(
+    model: Recommender, rows: Mapping[str, np.ndarray], mapper: ContentMapper | None = None
+) -> np.ndarray:
     """Item vectors for items known only by ``rows`` = ``{modality: (n, d)}`` content.
 
     Uses the model's own ``item_vectors_from_features`` when it declares ``supports_cold_items``, else the

@@ -17,7 +17,9 @@ class MostPopular(Recommender):
     def __init__(self) -> None:
         pass
 
-    def _fit(self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None) -> None:
+    def _fit(
+        self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
+    ) -> None:
         counts = np.asarray(user_items.sum(axis=0)).ravel().astype(np.float32)
         self.item_popularity_ = counts
 
@@ -38,7 +40,9 @@ class RandomModel(Recommender):
     def __init__(self, *, random_state: int = 0) -> None:
         self.random_state = random_state
 
-    def _fit(self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None) -> None:
+    def _fit(
+        self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
+    ) -> None:
         self.seed_ = int(self.random_state)
 
     def score(self, users: np.ndarray) -> np.ndarray:

@@ -53,12 +53,14 @@ def describe_models() -> list[dict[str, Any]]:
     for name in model_names():
         cls = get_model_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()
-        out.append({
-            "name": name,
-            "summary": doc[0] if doc else "",
-            "params": cls.param_defaults(),
-            "requires_features": list(cls.requires_features),
-            "uses_features": cls.uses_features,
-            "supports_cold_items": cls.supports_cold_items,
-        })
+        out.append(
+            {
+                "name": name,
+                "summary": doc[0] if doc else "",
+                "params": cls.param_defaults(),
+                "requires_features": list(cls.requires_features),
+                "uses_features": cls.uses_features,
+                "supports_cold_items": cls.supports_cold_items,
+            }
+        )
     return out

@@ -60,8 +60,14 @@ _STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 
-def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index: str = "auto",
-               watch: bool = True, fast_path: bool = True) -> FastAPI:
+def create_app(
+    artifact_path: str | Path,
+    *,
+    max_upload_mb: float = 10.0,
+    index: str = "auto",
+    watch: bool = True,
+    fast_path: bool = True,
+) -> FastAPI:
     """A FastAPI app serving the artifact at ``artifact_path``.
 
     Parameters
@@ -81,8 +87,11 @@ def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index:
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}")
     state = ServingState(artifact_path, index=index, watch=watch)
-    app = FastAPI(title="fusionrec", version=__version__,
-                  description="Recommendations, similar items and cold start from a fusionrec artifact.")
+    app = FastAPI(
+        title="fusionrec",
+        version=__version__,
+        description="Recommendations, similar items and cold start from a fusionrec artifact.",
+    )
     app.state.serving = state
     app.add_middleware(BodyLimit, max_bytes=int(max_upload_mb * 1024 * 1024))
 
@@ -99,8 +108,12 @@ def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index:
     async def version() -> JSONResponse:
         return JSONResponse(state.describe())
 
-    @app.get("/users/{user_id}/recommendations", response_model=schemas.Recommendations,
-             responses={404: {"model": schemas.ErrorBody}}, tags=["recommendations"])
+    @app.get(
+        "/users/{user_id}/recommendations",
+        response_model=schemas.Recommendations,
+        responses={404: {"model": schemas.ErrorBody}},
+        tags=["recommendations"],
+    )
     async def user_recommendations(
         user_id: Annotated[str, PathParam(description="raw user id")],
         k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
@@ -123,41 +136,74 @@ def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index:
                 return JSONResponse({"detail": errors}, status_code=422)
             return _user_recommendations(state, request.path_params["user_id"], k, exclude_seen, explain)
 
-        app.router.routes.insert(0, Route("/users/{user_id}/recommendations", fast_user_recommendations,
-                                          methods=["GET"], include_in_schema=False))
+        app.router.routes.insert(
+            0,
+            Route(
+                "/users/{user_id}/recommendations",
+                fast_user_recommendations,
+                methods=["GET"],
+                include_in_schema=False,
+            ),
+        )
 
-    @app.post("/recommendations", response_model=schemas.Recommendations,
-              responses={404: {"model": schemas.ErrorBody}}, tags=["recommendations"])
+    @app.post(
+        "/recommendations",
+        response_model=schemas.Recommendations,
+        responses={404: {"model": schemas.ErrorBody}},
+        tags=["recommendations"],
+    )
     async def fold_in_recommendations(body: schemas.FoldInRequest) -> JSONResponse:
         items = [str(i) for i in body.items]
         snap, ranked = state.recommend_items(items, body.k, exclude_seen=body.exclude_seen)
         return JSONResponse(_recs(snap, ranked, body.k, None, None))
 
-    @app.get("/items/{item_id}", response_model=schemas.ItemInfo,
-             responses={404: {"model": schemas.ErrorBody}}, tags=["items"])
+    @app.get(
+        "/items/{item_id}",
+        response_model=schemas.ItemInfo,
+        responses={404: {"model": schemas.ErrorBody}},
+        tags=["items"],
+    )
     async def item(item_id: str) -> JSONResponse:
         return JSONResponse(state.item_info(item_id))
 
-    @app.get("/items/{item_id}/similar", response_model=schemas.SimilarItems,
-             responses={404: {"model": schemas.ErrorBody}}, tags=["items"])
+    @app.get(
+        "/items/{item_id}/similar",
+        response_model=schemas.SimilarItems,
+        responses={404: {"model": schemas.ErrorBody}},
+        tags=["items"],
+    )
     async def similar(
         item_id: str,
         k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
         modality: Annotated[str, Query(max_length=100, description="a modality name, or 'all'")] = "all",
     ) -> JSONResponse:
         snap, ranked = state.similar_items(item_id, k, modality)
-        body = {"item_id": item_id, "modality": modality, "source": ranked.source,
-                "items": _items(snap, ranked, None)}
+        body = {
+            "item_id": item_id,
+            "modality": modality,
+            "source": ranked.source,
+            "items": _items(snap, ranked, None),
+        }
         return JSONResponse(body)
 
-    @app.post("/items", response_model=schemas.ItemCreated, status_code=201,
-              responses={409: {"model": schemas.ErrorBody}, 413: {"model": schemas.ErrorBody},
-                         415: {"model": schemas.ErrorBody}}, tags=["items"])
+    @app.post(
+        "/items",
+        response_model=schemas.ItemCreated,
+        status_code=201,
+        responses={
+            409: {"model": schemas.ErrorBody},
+            413: {"model": schemas.ErrorBody},
+            415: {"model": schemas.ErrorBody},
+        },
+        tags=["items"],
+    )
     async def add_item(
         item_id: Annotated[str, Form(alias="id", min_length=1, max_length=200, description="new item id")],
         title: Annotated[str | None, Form(max_length=1000)] = None,
-        text: Annotated[str | None, Form(max_length=100_000, description="text the text modality is made of "
-                                         "(defaults to the title)")] = None,
+        text: Annotated[
+            str | None,
+            Form(max_length=100_000, description="text the text modality is made of (defaults to the title)"),
+        ] = None,
         image: Annotated[UploadFile | None, File(description="image file (JPEG, PNG, WebP, ...)")] = None,
     ) -> JSONResponse:
         data = await image.read() if image is not None else None
@@ -167,8 +213,12 @@ def create_app(artifact_path: str | Path, *, max_upload_mb: float = 10.0, index:
         out = await run_in_threadpool(state.add_item, item_id, title=title, text=text, image=data)
         return JSONResponse(out, status_code=201)
 
-    @app.delete("/users/{user_id}", response_model=schemas.UserForgotten,
-                responses={404: {"model": schemas.ErrorBody}}, tags=["users"])
+    @app.delete(
+        "/users/{user_id}",
+        response_model=schemas.UserForgotten,
+        responses={404: {"model": schemas.ErrorBody}},
+        tags=["users"],
+    )
     async def forget(user_id: str) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(state.forget_user, user_id))
 
@@ -181,8 +231,11 @@ def app_from_env() -> FastAPI:
     path = os.environ.get(ENV_ARTIFACT)
     if not path:
         raise ConfigError(f"set {ENV_ARTIFACT} to the artifact directory (or run `fusionrec serve ARTIFACT`)")
-    app = create_app(path, max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
-                     index=os.environ.get(ENV_INDEX, "auto"))
+    app = create_app(
+        path,
+        max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
+        index=os.environ.get(ENV_INDEX, "auto"),
+    )
     freeze_startup_objects()
     return app
 
@@ -217,8 +270,9 @@ def single_threaded_numerics() -> None:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _user_recommendations(state: ServingState, user_id: str, k: int, exclude_seen: bool,
-                          explain: bool) -> JSONResponse:
+def _user_recommendations(
+    state: ServingState, user_id: str, k: int, exclude_seen: bool, explain: bool
+) -> JSONResponse:
     snap, ranked = state.recommend_user(user_id, k, exclude_seen=exclude_seen)
     explanations = state.explain(snap, ranked) if explain else None
     return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
@@ -236,15 +290,35 @@ def _query_int(query, name: str, default: int, lo: int, hi: int, errors: list) -
     try:
         value = int(raw)
     except ValueError:
-        errors.append({"type": "int_parsing", "loc": ["query", name], "input": raw,
-                       "msg": "Input should be a valid integer, unable to parse string as an integer"})
+        errors.append(
+            {
+                "type": "int_parsing",
+                "loc": ["query", name],
+                "input": raw,
+                "msg": "Input should be a valid integer, unable to parse string as an integer",
+            }
+        )
         return default
     if value < lo:
-        errors.append({"type": "greater_than_equal", "loc": ["query", name], "input": raw, "ctx": {"ge": lo},
-                       "msg": f"Input should be greater than or equal to {lo}"})
+        errors.append(
+            {
+                "type": "greater_than_equal",
+                "loc": ["query", name],
+                "input": raw,
+                "ctx": {"ge": lo},
+                "msg": f"Input should be greater than or equal to {lo}",
+            }
+        )
     elif value > hi:
-        errors.append({"type": "less_than_equal", "loc": ["query", name], "input": raw, "ctx": {"le": hi},
-                       "msg": f"Input should be less than or equal to {hi}"})
+        errors.append(
+            {
+                "type": "less_than_equal",
+                "loc": ["query", name],
+                "input": raw,
+                "ctx": {"le": hi},
+                "msg": f"Input should be less than or equal to {hi}",
+            }
+        )
     return value
 
 
@@ -255,8 +329,14 @@ def _query_bool(query, name: str, default: bool, errors: list) -> bool:
     low = raw.strip().lower()
     if low in _TRUE or low in _FALSE:
         return low in _TRUE
-    errors.append({"type": "bool_parsing", "loc": ["query", name], "input": raw,
-                   "msg": "Input should be a valid boolean, unable to interpret input"})
+    errors.append(
+        {
+            "type": "bool_parsing",
+            "loc": ["query", name],
+            "input": raw,
+            "msg": "Input should be a valid boolean, unable to interpret input",
+        }
+    )
     return default
 
 
@@ -274,8 +354,9 @@ def _items(snap: Snapshot, ranked: Ranked, explanations: list[dict[str, Any]] | 
     return out
 
 
-def _recs(snap: Snapshot, ranked: Ranked, k: int, user_id: str | None,
-          explanations: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _recs(
+    snap: Snapshot, ranked: Ranked, k: int, user_id: str | None, explanations: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     return {"user_id": user_id, "k": k, "source": ranked.source, "items": _items(snap, ranked, explanations)}
 
 
@@ -288,8 +369,13 @@ def _handler(status: int):
 
 async def _os_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("I/O error while serving %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": f"the server could not read or write its artifact ({exc}); nothing was "
-                                   "changed, try again later"}, status_code=503)
+    return JSONResponse(
+        {
+            "detail": f"the server could not read or write its artifact ({exc}); nothing was "
+            "changed, try again later"
+        },
+        status_code=503,
+    )
 
 
 class BodyLimit:
@@ -353,13 +439,23 @@ class BodyLimit:
     def _message(self, length: int | None) -> dict[str, str]:
         limit = self.max_bytes / (1024 * 1024)
         got = f" ({length / (1024 * 1024):.1f} MB)" if length is not None else ""
-        return {"detail": f"request body too large{got}; the limit is {limit:g} MB (fusionrec serve "
-                          "--max-upload-mb). Send a smaller image."}
+        return {
+            "detail": f"request body too large{got}; the limit is {limit:g} MB (fusionrec serve "
+            "--max-upload-mb). Send a smaller image."
+        }
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

@@ -73,8 +73,12 @@ class HNSWIndex:
         if len(self.vectors):
             self._index.add(self.vectors)
         self._faiss = faiss
-        log.info("HNSW index: %d items × %d dims built in %.2fs", len(self.vectors), self.vectors.shape[1],
-                 time.perf_counter() - t0)
+        log.info(
+            "HNSW index: %d items × %d dims built in %.2fs",
+            len(self.vectors),
+            self.vectors.shape[1],
+            time.perf_counter() - t0,
+        )
 
     def __len__(self) -> int:
         return self.vectors.shape[0]

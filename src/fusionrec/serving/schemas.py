@@ -15,9 +15,11 @@ class FoldInRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[str | int] = Field(default_factory=list, max_length=MAX_HISTORY,
-                                   description="raw item ids (strings or integers) the user interacted with; "
-                                   "empty = most popular items")
+    items: list[str | int] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY,
+        description="raw item ids (strings or integers) the user interacted with; empty = most popular items",
+    )
     k: int = Field(10, ge=1, le=MAX_K, description="number of recommendations")
     exclude_seen: bool = Field(True, description="leave the given items out of the recommendations")
 

@@ -176,8 +176,12 @@ class ServingState:
                 raise DataError(f"{self.path}: {n_added} added item(s) but {added.shape[0]} stored vector(s)")
             item_vecs = np.ascontiguousarray(np.vstack([base, added]))
             item_unit = item_vecs / np.maximum(np.linalg.norm(item_vecs, axis=1, keepdims=True), 1e-12)
-            same_items = prev is not None and prev.item_vecs is not None and prev.n_model == n_model and \
-                np.array_equal(prev.item_vecs[:n_model], base)
+            same_items = (
+                prev is not None
+                and prev.item_vecs is not None
+                and prev.n_model == n_model
+                and np.array_equal(prev.item_vecs[:n_model], base)
+            )
             if same_items:
                 # the model's items did not change: keep the index (added items are scored exactly) and map
                 index, mapper = prev.index, prev.mapper  # type: ignore[union-attr]
@@ -206,10 +210,23 @@ class ServingState:
         titles = art.item_titles
         if titles is not None and len(titles) != n_items:
             titles = None
-        return Snapshot(art=art, disk_key=disk_key, n_model=n_model, user_vecs=user_vecs, item_vecs=item_vecs,
-                        item_unit=item_unit, index=index, seen=seen, popularity=popularity,
-                        unit_features=unit, masks=masks, titles=titles, added_nbrs=nbrs, added_wts=wts,
-                        mapper=mapper)
+        return Snapshot(
+            art=art,
+            disk_key=disk_key,
+            n_model=n_model,
+            user_vecs=user_vecs,
+            item_vecs=item_vecs,
+            item_unit=item_unit,
+            index=index,
+            seen=seen,
+            popularity=popularity,
+            unit_features=unit,
+            masks=masks,
+            titles=titles,
+            added_nbrs=nbrs,
+            added_wts=wts,
+            mapper=mapper,
+        )
 
     # ------------------------------------------------------------------ reads
     def describe(self) -> dict[str, Any]:
@@ -265,8 +282,9 @@ class ServingState:
         ranked.user = u
         return snap, ranked
 
-    def recommend_items(self, raw_items: Sequence[str], k: int, *,
-                        exclude_seen: bool = True) -> tuple[Snapshot, Ranked]:
+    def recommend_items(
+        self, raw_items: Sequence[str], k: int, *, exclude_seen: bool = True
+    ) -> tuple[Snapshot, Ranked]:
         """Recommendations for an unknown user known by the items it interacted with (fold-in)."""
         snap = self.current()
         idx = np.unique(self.item_indices(snap, list(raw_items))) if len(raw_items) else np.empty(0, np.int64)
@@ -283,8 +301,9 @@ class ServingState:
             return snap, ranked
         base = idx[idx < snap.n_model]
         if snap.added_nbrs is not None:  # added items stand in through their content neighbours
-            base = np.unique(np.concatenate([base, snap.added_nbrs[idx[idx >= snap.n_model] - snap.n_model]
-                                             .ravel()]))
+            base = np.unique(
+                np.concatenate([base, snap.added_nbrs[idx[idx >= snap.n_model] - snap.n_model].ravel()])
+            )
         try:
             scores = np.asarray(snap.model.fold_in_user(base), np.float32)[: snap.n_model]
             source = "fold-in"
@@ -306,7 +325,8 @@ class ServingState:
             else:
                 raise UnsupportedError(
                     f"model {snap.model.name!r} has no item vectors and the artifact holds no item features, "
-                    "so there is nothing to compare items by; fit a factor model or attach features")
+                    "so there is nothing to compare items by; fit a factor model or attach features"
+                )
         else:
             if modality not in snap.unit_features:
                 have = sorted(snap.unit_features)
@@ -367,8 +387,9 @@ class ServingState:
         log.info("forgot a user; %d users remain", snap.n_users)
         return {"user_id": raw_user, "forgotten": True, "users": snap.n_users, "revision": snap.revision}
 
-    def add_item(self, raw_id: str, *, title: str | None = None, text: str | None = None,
-                 image: bytes | None = None) -> dict[str, Any]:
+    def add_item(
+        self, raw_id: str, *, title: str | None = None, text: str | None = None, image: bytes | None = None
+    ) -> dict[str, Any]:
         """Featurise a new item, give it a vector (or content neighbours) and persist it with the artifact."""
         raw_id = str(raw_id).strip()
         if not _ID_RE.match(raw_id):
@@ -384,8 +405,10 @@ class ServingState:
         with self._mutating() as snap:
             art = snap.art
             if raw_id in art.item_ids:
-                raise ConflictError(f"item {raw_id!r} already exists; choose a new id (or forget nothing: "
-                                    "items cannot be replaced)")
+                raise ConflictError(
+                    f"item {raw_id!r} already exists; choose a new id (or forget nothing: "
+                    "items cannot be replaced)"
+                )
             rows = self._extract(snap, text, image)
             features = art.features.append_rows(rows)
             extra = dict(art.extra_arrays)
@@ -407,34 +430,52 @@ class ServingState:
             info["added_items"] = int(info.get("added_items", 0)) + 1
             empty = sp.csr_matrix((art.train.shape[0], 1), dtype=np.float32)
             train = sp.hstack([sp.csr_matrix(art.train), empty], format="csr")
-            new = Artifact(model=art.model, user_ids=art.user_ids, item_ids=IdMap([*art.item_ids, raw_id]),
-                           train=train, features=features, info=info, extra_arrays=extra)
+            new = Artifact(
+                model=art.model,
+                user_ids=art.user_ids,
+                item_ids=IdMap([*art.item_ids, raw_id]),
+                train=train,
+                features=features,
+                info=info,
+                extra_arrays=extra,
+            )
             snap = self._commit(new, snap)
             if mapper is not None:
                 snap.mapper = mapper
         log.info("added item %r (%s)", raw_id, ", ".join(sorted(rows)))
-        return {"item_id": raw_id, "title": title or raw_id, "modalities": sorted(rows),
-                "missing_modalities": sorted(set(snap.unit_features) - set(rows)), "items": snap.n_items,
-                "revision": snap.revision}
+        return {
+            "item_id": raw_id,
+            "title": title or raw_id,
+            "modalities": sorted(rows),
+            "missing_modalities": sorted(set(snap.unit_features) - set(rows)),
+            "items": snap.n_items,
+            "revision": snap.revision,
+        }
 
     def _extract(self, snap: Snapshot, text: str | None, image: bytes | None) -> dict[str, np.ndarray]:
         art = snap.art
         if art.features is None or not len(art.features):
-            raise UnsupportedError("this artifact holds no item features, so a new item cannot be placed by "
-                                   "its content; fit on data with features (`fusionrec features`)")
+            raise UnsupportedError(
+                "this artifact holds no item features, so a new item cannot be placed by "
+                "its content; fit on data with features (`fusionrec features`)"
+            )
         configs = dict(art.info.get("feature_extractors") or {})
         configs = {m: c for m, c in configs.items() if m in art.features}
         if not configs:
             raise UnsupportedError(
                 "this artifact does not record how its item features were made (no feature_extractors in "
                 "model.json), so new items cannot be featurised the same way; fit it on features written by "
-                "`fusionrec features`")
+                "`fusionrec features`"
+            )
         from fusionrec.features import extract_item_features
 
         out: dict[str, np.ndarray] = {}
         for m, cfg in configs.items():
-            state = {k[len(f"{EXTRACTOR_PREFIX}{m}/"):]: v for k, v in art.extra_arrays.items()
-                     if k.startswith(f"{EXTRACTOR_PREFIX}{m}/")}
+            state = {
+                k[len(f"{EXTRACTOR_PREFIX}{m}/") :]: v
+                for k, v in art.extra_arrays.items()
+                if k.startswith(f"{EXTRACTOR_PREFIX}{m}/")
+            }
             cfg = dict(cfg)
             if state:
                 cfg.pop("state", None)
@@ -442,26 +483,33 @@ class ServingState:
                 log.warning("modality %r: its extractor's learned state is not in the artifact; skipped", m)
                 continue
             try:
-                got = extract_item_features({m: cfg}, text=text, image_bytes_or_path=image,
-                                            states={m: state} if state else None)
+                got = extract_item_features(
+                    {m: cfg}, text=text, image_bytes_or_path=image, states={m: state} if state else None
+                )
             except (FusionrecError, OSError, ImportError) as e:
                 log.warning("modality %r: cannot rebuild its extractor (%s); skipped", m, e)
                 continue
             if m in got:
                 v = np.asarray(got[m], np.float32).ravel()
                 if v.shape[0] != art.features.dims[m] or not np.isfinite(v).all():
-                    log.warning("modality %r: extractor gave %d dims, features have %d; skipped",
-                                m, v.shape[0], art.features.dims[m])
+                    log.warning(
+                        "modality %r: extractor gave %d dims, features have %d; skipped",
+                        m,
+                        v.shape[0],
+                        art.features.dims[m],
+                    )
                     continue
                 out[m] = v
         if not out:
             raise DataError(
                 "no modality could be extracted from the given content (modalities: "
-                f"{sorted(configs)}); send text for text modalities and a readable image for image ones")
+                f"{sorted(configs)}); send text for text modalities and a readable image for image ones"
+            )
         return out
 
-    def _mapper(self, snap: Snapshot, extra: dict[str, np.ndarray],
-                info: dict[str, Any]) -> ContentMapper | None:
+    def _mapper(
+        self, snap: Snapshot, extra: dict[str, np.ndarray], info: dict[str, Any]
+    ) -> ContentMapper | None:
         """The content → vector map of a model without its own cold-item support (fitted once, stored)."""
         model = snap.model
         if model.supports_cold_items:
@@ -474,8 +522,11 @@ class ServingState:
         feats = snap.art.features
         assert feats is not None
         t0 = time.perf_counter()
-        mapper = fit_content_mapper(model, {m: feats[m][: snap.n_model] for m in feats},
-                                    sp.csr_matrix(snap.art.train)[:, : snap.n_model])
+        mapper = fit_content_mapper(
+            model,
+            {m: feats[m][: snap.n_model] for m in feats},
+            sp.csr_matrix(snap.art.train)[:, : snap.n_model],
+        )
         arrays, meta = mapper.to_arrays(MAPPER_PREFIX)
         extra.update(arrays)
         info["cold_mapper"] = meta
@@ -496,8 +547,9 @@ class ServingState:
         # items added at run time are not the model's own; -1 tells the explainer to skip them
         model_items = np.where(items < snap.n_model, items, -1)[None, :]
         try:
-            exp = explain_recommendations(snap.model, np.array([ranked.user]), model_items,
-                                          features=snap.art.features)
+            exp = explain_recommendations(
+                snap.model, np.array([ranked.user]), model_items, features=snap.art.features
+            )
             parts = exp.to_dicts()[0]
         except NotImplementedError:
             return fallback
@@ -508,8 +560,13 @@ class ServingState:
         for j, base in enumerate(fallback):
             contrib = parts[j] if j < len(parts) and items[j] < snap.n_model else None
             if contrib:
-                out.append({"kind": getattr(exp, "kind", "model"), "score": base["score"],
-                            "parts": {str(k): float(v) for k, v in contrib.items()}})
+                out.append(
+                    {
+                        "kind": getattr(exp, "kind", "model"),
+                        "score": base["score"],
+                        "parts": {str(k): float(v) for k, v in contrib.items()},
+                    }
+                )
             else:
                 out.append(base)
         return out
@@ -527,7 +584,7 @@ def _disk_key(path: Path) -> tuple[int, ...]:
 
 
 def _row(m: sp.csr_matrix, r: int) -> np.ndarray:
-    return m.indices[m.indptr[r]:m.indptr[r + 1]].astype(np.int64)
+    return m.indices[m.indptr[r] : m.indptr[r + 1]].astype(np.int64)
 
 
 def _rank_scores(scores: np.ndarray, k: int, exclude: np.ndarray, source: str) -> Ranked:
@@ -562,7 +619,7 @@ def _rank_vector(snap: Snapshot, q: np.ndarray, k: int, exclude: np.ndarray) -> 
         if len(ids) >= min(k, snap.n_model - len(exclude)):
             if snap.n_items > snap.n_model:
                 tail = np.arange(snap.n_model, snap.n_items)
-                tail_scores = snap.item_vecs[snap.n_model:] @ q  # type: ignore[index]
+                tail_scores = snap.item_vecs[snap.n_model :] @ q  # type: ignore[index]
                 ok = ~excluded[tail]
                 ids = np.concatenate([ids, tail[ok]])
                 scores = np.concatenate([scores, tail_scores[ok]])
@@ -638,5 +695,6 @@ def _check_image(data: bytes) -> None:
     try:
         open_rgb(data)
     except ImageDecodeError as e:
-        raise UnsupportedMediaError(f"the image upload is not a readable image ({e}); send a JPEG, PNG or "
-                                    "WebP file") from None
+        raise UnsupportedMediaError(
+            f"the image upload is not a readable image ({e}); send a JPEG, PNG or WebP file"
+        ) from None
