@@ -44,8 +44,12 @@ class LATTICE(ContentMixin, LightGCN):
         Modalities to use (``None``: all, any names).
     feature_norm, feature_dim
         Feature normalisation and principal-direction pre-reduction (see ``vbpr``).
-    epochs, learning_rate, reg, batch_size, eval_every, patience, early_stop_metric, random_state, device
+    epochs, learning_rate, reg, batch_size, eval_every, early_stop_metric, random_state, device
         As ``lightgcn``.
+    patience : int
+        Evaluations without improvement before stopping. Training plateaus for tens of epochs before the
+        learnt graph pays off (on the benchmark, patience 20 stopped one seed at valid R@20 0.209 where
+        patience 50 reached 0.246), hence the long default.
 
     References
     ----------
@@ -73,7 +77,7 @@ class LATTICE(ContentMixin, LightGCN):
         reg: float = 1e-4,
         batch_size: int = 2048,
         eval_every: int = 1,
-        patience: int = 20,
+        patience: int = 50,
         early_stop_metric: str = "recall@20",
         random_state: int = 0,
         device: str = "cpu",
