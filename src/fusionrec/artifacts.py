@@ -29,7 +29,7 @@ from safetensors.numpy import load_file, save_file
 
 from fusionrec import __version__
 from fusionrec.data.dataset import Features, IdMap
-from fusionrec.errors import ConfigError, DataError
+from fusionrec.errors import DataError
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import get_model_class
 
@@ -143,66 +143,22 @@ def load_artifact(path: str | Path) -> Artifact:
 
 
 def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
-    """A copy of ``art`` without one user: its id, its training row and its rows of the model's user arrays.
+    """A copy of ``art`` without one user: its id, its training row and its rows of the model's state.
 
-    A model that defines ``forget_user_rows(idx)`` removes the user from its own state. Otherwise the naming
-    convention applies: arrays named ``user_*_`` have one row per user (that row is deleted), and CSR parts
-    named ``user_<name>_indptr_`` / ``_indices_`` / ``_data_`` have one row per user (that row is cut out).
-    Item-side arrays learnt with the user's help are kept; refitting without the user removes that trace too.
-    Save the result with :func:`save_artifact` to make the deletion durable.
+    The model removes the user itself (``Recommender.forget_user_rows``: the ``user_*_`` naming convention
+    by default; kNN models and late fusion override it). Item-side arrays learnt with the user's help are
+    kept; refitting without the user removes that trace too. Save the result with :func:`save_artifact` to
+    make the deletion durable.
     """
     idx = art.user_ids.get(raw_user_id)
     if idx < 0:
         raise DataError(f"user {raw_user_id!r} is not in the artifact; nothing to forget")
     model = art.model
     n_users = len(art.user_ids)
-    arrays = model.state_arrays()
-    meta = model.state_meta()
     new_model = type(model).from_params(model.get_params())
     new_model.show_progress = model.show_progress
-    if hasattr(model, "forget_user_rows"):
-        new_model.load_state({k: v.copy() for k, v in arrays.items()}, meta)
-        new_model.forget_user_rows(idx)  # type: ignore[attr-defined]
-    else:
-        n_items = int(getattr(model, "n_items_", -1))
-        packed = [
-            name
-            for name in arrays
-            if name.endswith("indptr_")
-            and not name.startswith("user_")
-            and len(arrays[name]) == n_users + 1
-            and n_users != n_items
-        ]
-        if packed:
-            # per-user rows this function cannot recognise: refuse rather than keep the user's data silently
-            raise ConfigError(
-                f"model {model.name!r} keeps per-user state in {packed} that forgetting cannot remove "
-                "(name it user_<name>_indptr_/indices_/data_ or give the model a forget_user_rows hook); "
-                "refit the model without this user instead"
-            )
-        csr_rows = {
-            name[: -len("indptr_")]
-            for name in arrays
-            if name.startswith("user_") and name.endswith("_indptr_") and len(arrays[name]) == n_users + 1
-        }
-        for base in csr_rows:
-            indptr = arrays[f"{base}indptr_"]
-            lo, hi = int(indptr[idx]), int(indptr[idx + 1])
-            for part in ("indices_", "data_"):
-                if f"{base}{part}" in arrays:
-                    arrays[f"{base}{part}"] = np.delete(arrays[f"{base}{part}"], np.s_[lo:hi])
-            arrays[f"{base}indptr_"] = np.concatenate([indptr[: idx + 1], indptr[idx + 2 :] - (hi - lo)])
-        for name, value in arrays.items():
-            if (
-                name.startswith("user_")
-                and not any(name.startswith(b) for b in csr_rows)
-                and value.ndim >= 1
-                and value.shape[0] == n_users
-            ):
-                arrays[name] = np.delete(value, idx, axis=0)
-        if "n_users_" in meta:
-            meta["n_users_"] = n_users - 1
-        new_model.load_state(arrays, meta)
+    new_model.load_state({k: v.copy() for k, v in model.state_arrays().items()}, model.state_meta())
+    new_model.forget_user_rows(idx)
     keep = np.delete(np.arange(n_users), idx)
     train = sp.csr_matrix(art.train)[keep]
     info = dict(art.info)

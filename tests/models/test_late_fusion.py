@@ -102,3 +102,19 @@ def test_configuration_errors():
         _fit(models=["nope"])
     with pytest.raises(ConfigError, match="itself"):
         _fit(models=["late-fusion"])
+
+
+def test_forgetting_a_user_reaches_every_sub_model(tmp_path):
+    # sub-models keep per-user state of their own (ALS factors, EASE history); all of it must go, and the
+    # remaining users must keep their exact scores (a missed sub-model would shift every later user by one)
+    from fusionrec.artifacts import forget_user
+    from fusionrec.models import create_model
+
+    X, V = checkerboard(), checkerboard(seed=1)
+    model = create_model("late-fusion", {"models": "als,ease,itemknn"}).fit(X, valid=V)
+    art = Artifact(model=model, user_ids=IdMap(range(X.shape[0])), item_ids=IdMap(range(X.shape[1])), train=X)
+    before = model.score(np.arange(1, X.shape[0]))
+    save_artifact(forget_user(art, 0), tmp_path / "lf")
+    after = load_artifact(tmp_path / "lf").model
+    assert [m.n_users_ for m in after.sub_models] == [X.shape[0] - 1] * 3
+    np.testing.assert_allclose(after.score(np.arange(X.shape[0] - 1)), before, rtol=1e-5, atol=1e-6)

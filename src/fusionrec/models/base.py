@@ -160,8 +160,54 @@ class Recommender:
         """Scores of every item for an unknown user who interacted with ``item_idx``."""
         raise NotImplementedError(f"{self.name} cannot fold in new users")
 
-    # Optional privacy hook: a model whose per-user state does not follow the ``user_*_`` naming convention
-    # defines ``forget_user_rows(self, idx: int) -> None`` (see ``fusionrec.artifacts.forget_user``).
+    def forget_user_rows(self, idx: int) -> None:
+        """Remove user ``idx`` from the learned state, in place (a user asked to be forgotten).
+
+        The default follows the naming convention: arrays named ``user_*_`` have one row per user (that row
+        is deleted) and CSR parts named ``user_<name>_indptr_`` / ``_indices_`` / ``_data_`` have one row per
+        user (that row is cut out). A model keeping per-user state otherwise overrides this; one whose other
+        arrays could hold per-user rows is refused rather than left holding the user's data.
+        """
+        self.check_fitted()
+        arrays = self.state_arrays()
+        n_users = int(self.n_users_)
+        packed = [
+            n
+            for n, v in arrays.items()
+            if n.endswith("indptr_")
+            and not n.startswith("user_")
+            and len(v) == n_users + 1
+            and n_users != self.n_items_
+        ]
+        if packed:
+            raise ConfigError(
+                f"model {self.name!r} keeps per-user state in {packed} that forgetting cannot remove; "
+                "refit the model without this user instead"
+            )
+        csr_rows = {
+            n[: -len("indptr_")]
+            for n, v in arrays.items()
+            if n.startswith("user_") and n.endswith("_indptr_") and len(v) == n_users + 1
+        }
+        for base in csr_rows:
+            indptr = arrays[f"{base}indptr_"]
+            lo, hi = int(indptr[idx]), int(indptr[idx + 1])
+            for part in ("indices_", "data_"):
+                if f"{base}{part}" in arrays:
+                    setattr(self, f"{base}{part}", np.delete(arrays[f"{base}{part}"], np.s_[lo:hi]))
+            setattr(
+                self, f"{base}indptr_", np.concatenate([indptr[: idx + 1], indptr[idx + 2 :] - (hi - lo)])
+            )
+        for name, value in arrays.items():
+            if (
+                name.startswith("user_")
+                and not any(name.startswith(b) for b in csr_rows)
+                and value.ndim >= 1
+                and value.shape[0] == n_users
+            ):
+                setattr(self, name, np.delete(value, idx, axis=0))
+        self.n_users_ = n_users - 1
+        self._after_load()
 
     # ------------------------------------------------------------------ persistence
     def state_arrays(self) -> dict[str, np.ndarray]:

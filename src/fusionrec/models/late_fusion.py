@@ -207,6 +207,13 @@ class LateFusion(Recommender):
                 out += w * zscore_rows(m.fold_in_user(item_idx)[None, :])[0]
         return out
 
+    def forget_user_rows(self, idx: int) -> None:
+        """Each sub-model forgets the user in its own way (e.g. kNN histories), then the fusion does."""
+        self.check_fitted()
+        for m in self._subs:
+            m.forget_user_rows(idx)
+        self.n_users_ -= 1
+
     @property
     def sub_models(self) -> list[Recommender]:
         """The fitted sub-models, in the order of ``models``."""
