@@ -122,6 +122,16 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def _neighbour_similarity(model: ItemKNN | UserKNN, vectors: sp.csr_matrix) -> sp.csr_matrix:
+    """Pruned (optionally BM25-weighted) cosine between the rows of ``vectors``, per the model's parameters."""
+    _check_choice("similarity", model.similarity, SIMILARITIES)
+    if int(model.neighbors) < 1:
+        raise ConfigError(f"neighbors must be a positive integer; got {model.neighbors}")
+    if model.similarity == "bm25":
+        vectors = bm25_weight(vectors, model.k1, model.b)
+    return pruned_cosine(vectors, int(model.neighbors), float(model.shrink))
+
+
 class _HistoryMixin:
     """Stores the binary training matrix as CSR parts (``history_indptr_``, ``history_indices_``)."""
 
@@ -189,14 +199,8 @@ class ItemKNN(_HistoryMixin, Recommender):
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
     ) -> None:
-        _check_choice("similarity", self.similarity, SIMILARITIES)
-        if int(self.neighbors) < 1:
-            raise ConfigError(f"neighbors must be a positive integer; got {self.neighbors}")
         self._store_history(user_items)
-        item_vectors = self._history.T.tocsr()
-        if self.similarity == "bm25":
-            item_vectors = bm25_weight(item_vectors, self.k1, self.b)
-        sim = pruned_cosine(item_vectors, int(self.neighbors), float(self.shrink))
+        sim = _neighbour_similarity(self, self._history.T.tocsr())
         # Scoring multiplies user rows by simᵀ; keep that orientation as CSR.
         self._sim_t = sim.T.tocsr()
         self.sim_t_indptr_, self.sim_t_indices_, self.sim_t_data_ = _to_parts(self._sim_t)
@@ -251,14 +255,8 @@ class UserKNN(_HistoryMixin, Recommender):
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
     ) -> None:
-        _check_choice("similarity", self.similarity, SIMILARITIES)
-        if int(self.neighbors) < 1:
-            raise ConfigError(f"neighbors must be a positive integer; got {self.neighbors}")
         self._store_history(user_items)
-        vectors = self._history
-        if self.similarity == "bm25":
-            vectors = bm25_weight(vectors, self.k1, self.b)
-        sim = pruned_cosine(vectors, int(self.neighbors), float(self.shrink))
+        sim = _neighbour_similarity(self, self._history)
         self._sim = sim
         self.sim_indptr_, self.sim_indices_, self.sim_data_ = _to_parts(sim)
 
