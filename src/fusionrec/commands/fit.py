@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.artifacts import save_artifact
     from fusionrec.commands._common import load_data, make_split
     from fusionrec.data.splits import split_summary
+    from fusionrec.distributed import is_main_process
     from fusionrec.evaluation import evaluate
     from fusionrec.pipeline import build_model, fit_artifact
 
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     split = make_split(ds, args)
     art, seconds = fit_artifact(ds, split, model, seed=args.seed)
+    if not is_main_process():
+        return 0  # under torchrun every rank trains; rank 0 evaluates and writes the artifact
     result = {
         "model": args.model,
         "params": model.get_params(),

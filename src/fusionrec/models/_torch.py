@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from fusionrec import distributed
 from fusionrec.data.dataset import Features
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
@@ -270,6 +271,7 @@ class TorchRecommender(Recommender):
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise ConfigError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
         device = resolve_device(self._hp("device"))
+        world, device = distributed.init(device)
         seed = int(self._hp("random_state") or 0)
 
         prev_threads = torch.get_num_threads()
@@ -289,15 +291,26 @@ class TorchRecommender(Recommender):
             users_np, items_np = positive_pairs(user_items)
             if len(users_np) == 0:
                 raise ConfigError(f"{self.name}: the training matrix has no interactions")
-            sampler = NegativeSampler(user_items, rng) if self.uses_negatives else None
+            probe = torch.from_numpy(np.stack([users_np[:2], items_np[:2], items_np[:2][::-1].copy()])).to(
+                device
+            )
+            step_module = _distributed_loss(self, module, world, Batch(*probe))
+            # one process: one generator for batch order and negatives (as always); several: the batch
+            # order is shared (ranks partition each epoch) and each rank draws its own negatives
+            neg_rng = np.random.RandomState([seed, world.rank]) if world.distributed else rng
+            sampler = NegativeSampler(user_items, neg_rng) if self.uses_negatives else None
             users_t = torch.from_numpy(users_np).to(device)
             items_t = torch.from_numpy(items_np).to(device)
             valid_users = valid is not None and valid.nnz > 0
+            if valid_users and world.distributed:
+                valid = distributed.shard_rows(
+                    valid, world
+                )  # each rank validates its users; sums all-reduced
 
             best_val, best_epoch, best_state, bad_evals = -np.inf, epochs, None, 0
             epoch_secs: list[float] = []
             bar = None
-            if self.show_progress:
+            if self.show_progress and world.is_main:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=epochs, desc=f"{self.name}", unit="epoch", leave=False)
@@ -307,14 +320,23 @@ class TorchRecommender(Recommender):
                 module.train()
                 self._training = True
                 self._on_epoch_start(module, epoch)
-                if sampler is not None:
-                    negs_t = torch.from_numpy(sampler.sample(users_np, n_neg)).to(device)
+                if world.distributed:
+                    batches = distributed.epoch_shards(len(users_np), batch_size, rng, world)
+                    mine = np.concatenate(batches) if batches else np.zeros(0, np.int64)
+                    negs_np = np.zeros((len(users_np),) + ((n_neg,) if n_neg > 1 else ()), np.int64)
+                    if sampler is not None:
+                        negs_np[mine] = sampler.sample(users_np[mine], n_neg)
+                    negs_t = torch.from_numpy(negs_np).to(device)
                 else:
-                    negs_t = items_t.new_zeros(len(users_np))
+                    batches = minibatches(len(users_np), batch_size, rng)
+                    if sampler is not None:
+                        negs_t = torch.from_numpy(sampler.sample(users_np, n_neg)).to(device)
+                    else:
+                        negs_t = items_t.new_zeros(len(users_np))
                 total, n_batches = 0.0, 0
-                for idx in minibatches(len(users_np), batch_size, rng):
+                for idx in batches:
                     ix = torch.from_numpy(idx).to(device)
-                    loss = self._loss(module, Batch(users_t[ix], items_t[ix], negs_t[ix]))
+                    loss = step_module(users_t[ix], items_t[ix], negs_t[ix])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -322,6 +344,8 @@ class TorchRecommender(Recommender):
                     n_batches += 1
                 self._training = False
                 epoch_secs.append(time.perf_counter() - t0)
+                if world.distributed:
+                    total, n_batches = distributed.all_reduce_sum(np.array([total, n_batches]), device)
                 mean_loss = total / max(1, n_batches)
                 if not np.isfinite(mean_loss):
                     raise ConfigError(
@@ -331,7 +355,7 @@ class TorchRecommender(Recommender):
                 post: dict[str, Any] = {"loss": f"{mean_loss:.4f}"}
                 if valid_users and (epoch % eval_every == 0 or epoch == epochs):
                     state = self._export(module)
-                    val = self._validate(state, user_items, valid, metric)
+                    val = self._validate(state, user_items, valid, metric, world=world, device=device)
                     post[metric] = f"{val:.4f}"
                     if val > best_val:
                         best_val, best_epoch, best_state, bad_evals = val, epoch, state, 0
@@ -364,6 +388,7 @@ class TorchRecommender(Recommender):
             self.epochs_run_ = int(epoch)
             self.best_valid_ = float(best_val) if np.isfinite(best_val) else None
             self.fit_device_ = device
+            self.fit_world_size_ = int(world.size)
         finally:
             self._training = False
             torch.set_num_threads(prev_threads)
@@ -384,9 +409,20 @@ class TorchRecommender(Recommender):
         return state
 
     def _validate(
-        self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str
+        self,
+        state: dict[str, np.ndarray],
+        train: sp.csr_matrix,
+        valid: sp.csr_matrix,
+        metric: str,
+        *,
+        world: distributed.World | None = None,
+        device: str = "cpu",
     ) -> float:
-        """Score ``valid`` with the shared evaluator on the exported numpy state (what serving uses)."""
+        """Score ``valid`` with the shared evaluator on the exported numpy state (what serving uses).
+
+        Under several processes each rank holds its share of the valid users; the metric is their
+        user-weighted mean, gathered with one all-reduce, so every rank takes the same early-stopping step.
+        """
         from fusionrec.evaluation import evaluate_scores
 
         saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
@@ -404,7 +440,44 @@ class TorchRecommender(Recommender):
                     delattr(self, k)
             if not had_fitted:
                 del self.fitted_
+        if world is not None and world.distributed:
+            total, count = distributed.all_reduce_sum(
+                np.array([res.metrics[metric] * len(res.users), len(res.users)]), device
+            )
+            return float(total / max(count, 1.0))
         return float(res.metrics[metric])
+
+
+def _distributed_loss(model: TorchRecommender, module: nn.Module, world: distributed.World, probe: Batch):
+    """``step(users, pos, neg) -> loss``: the model's loss, inside DistributedDataParallel when the world has
+    several processes (gradients all-reduced in backward; rank 0's initial parameters broadcast to all)."""
+    import torch
+
+    class LossStep(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, users, pos, neg):  # type: ignore[override]
+            return model._loss(self.inner, Batch(users, pos, neg))
+
+    step = LossStep()
+    if not world.distributed:
+        return step
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(step, find_unused_parameters=_has_unused_parameters(step, probe))
+
+
+def _has_unused_parameters(step, probe: Batch) -> bool:
+    """Whether one loss on a probe batch leaves some parameter without a gradient (DDP must then look
+    for unused parameters in every step; checking costs one extra backward instead of a traversal per step)."""
+    params = [p for p in step.parameters() if p.requires_grad]
+    step(*probe).backward()
+    unused = any(p.grad is None for p in params)
+    for p in params:
+        p.grad = None
+    return unused
 
 
 class TorchFactorModel(TorchRecommender, FactorModel):

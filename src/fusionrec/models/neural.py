@@ -552,10 +552,10 @@ class NeuralFusion(ContentMixin, TorchRecommender):
 
     # ------------------------------------------------------------------ validation for ratings
     def _validate(
-        self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str
+        self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str, **kw: Any
     ) -> float:
         if self.objective != "mse":
-            return super()._validate(state, train, valid, metric)
+            return super()._validate(state, train, valid, metric, **kw)
         saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
         had_fitted = getattr(self, "fitted_", False)
         for k, v in state.items():
