@@ -18,6 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--no-eval", action="store_true", help="skip the test evaluation after fitting")
     p.add_argument(
+        "--eval-users",
+        type=int,
+        metavar="N",
+        help="evaluate a seeded random sample of N users (large data); default: every user",
+    )
+    p.add_argument(
         "--masking",
         choices=["train+valid", "train"],
         default="train+valid",
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         "out": str(args.out),
     }
     if not args.no_eval:
-        res = evaluate(model, split, masking=args.masking)
+        res = evaluate(model, split, masking=args.masking, sample_users=args.eval_users, seed=args.seed)
         art.info["test_metrics"] = res.metrics
         result["test"] = res.to_dict()
     save_artifact(art, args.out)

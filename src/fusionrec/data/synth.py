@@ -80,16 +80,24 @@ def generate(spec: SynthSpec) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndar
     hi = np.concatenate([[0.0], cdf])[bounds[1:]]
 
     counts = _user_activity(spec, rng)
-    users = np.repeat(np.arange(spec.n_users, dtype=np.int64), counts)
-    favourite = rng.integers(0, n_clusters, spec.n_users)[users]
-    r = rng.random(len(users))
-    from_cluster = rng.random(len(users)) < spec.affinity
-    r = np.where(from_cluster, lo[favourite] + r * (hi[favourite] - lo[favourite]), r)
-    pos = np.minimum(np.searchsorted(cdf, r, side="right"), n_items - 1)
-    items = order[pos].astype(np.int64)
+    favourite_of = rng.integers(0, n_clusters, spec.n_users)
 
-    # duplicates collapse to one interaction; every item and user keeps at least one
-    key = np.unique(users * n_items + items)
+    def draw(users: np.ndarray) -> np.ndarray:
+        favourite = favourite_of[users]
+        r = rng.random(len(users))
+        from_cluster = rng.random(len(users)) < spec.affinity
+        r = np.where(from_cluster, lo[favourite] + r * (hi[favourite] - lo[favourite]), r)
+        return order[np.minimum(np.searchsorted(cdf, r, side="right"), n_items - 1)].astype(np.int64)
+
+    # duplicates collapse to one interaction; a few redraw rounds top users up towards their count
+    key = np.zeros(0, np.int64)
+    want = counts
+    for _ in range(6):
+        users = np.repeat(np.arange(spec.n_users, dtype=np.int64), want)
+        key = np.union1d(key, users * n_items + draw(users))
+        want = np.maximum(counts - np.bincount(key // n_items, minlength=spec.n_users), 0)
+        if want.sum() < 0.01 * spec.n_interactions:
+            break
     users, items = key // n_items, key % n_items
     missing = np.setdiff1d(np.arange(n_items), items)
     if len(missing):
