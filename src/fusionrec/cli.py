@@ -15,7 +15,19 @@ from fusionrec import __version__
 from fusionrec.errors import FusionrecError
 
 # Order is the order shown in --help.
-COMMANDS = ["demo", "fit", "evaluate", "tune", "features", "recommend", "models", "export", "serve", "cold"]
+COMMANDS = [
+    "demo",
+    "fit",
+    "evaluate",
+    "tune",
+    "features",
+    "recommend",
+    "models",
+    "info",
+    "export",
+    "serve",
+    "cold",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,14 +26,8 @@ def split_labels(ds: Dataset, split: Split) -> np.ndarray:
     """x_label (0/1/2) per interaction row of ``ds`` from the split matrices."""
     labels = np.zeros(ds.n_interactions, np.int8)
     for lab, m in ((1, split.valid), (2, split.test)):
-        coo = m.tocoo()
-        keys = set(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
-        if keys:
-            hit = np.fromiter(
-                ((u, i) in keys for u, i in zip(ds.users, ds.items, strict=True)),
-                bool,
-                count=ds.n_interactions,
-            )
+        if m.nnz:
+            hit = np.asarray(m.tocsr()[ds.users, ds.items]).ravel() != 0
             labels[hit] = lab
     return labels
 
@@ -76,12 +71,13 @@ def export_mmrec(ds: Dataset, split: Split, out: str | Path, *, name: str | None
 
 def _one_line(values: list[str]) -> list[str]:
     """RecBole fields are tab-separated and unquoted: tabs and line breaks become spaces."""
-    return [" ".join(str(v).split()) for v in values]
+    return [re.sub(r"[\t\r\n]", " ", str(v)) for v in values]
 
 
 def _write_atomic_file(path: Path, df: pd.DataFrame) -> None:
     """Tab-separated, unquoted (RecBole reads quotes as data), one record per line."""
-    body = df.astype(str).agg("\t".join, axis=1) if len(df) else pd.Series([], dtype=str)
+    cols = [df[c].astype(str).reset_index(drop=True) for c in df.columns]
+    body = cols[0].str.cat(cols[1:], sep="\t") if len(cols) > 1 else cols[0]
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write("\t".join(df.columns) + "\n")
         f.writelines(line + "\n" for line in body)
