@@ -64,7 +64,8 @@ def read_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError) as e:
-        what = "holds Python objects" if "allow_pickle" in str(e) else f"is not a readable .npy array ({e})"
+        objects = "allow_pickle" in str(e) or "Python objects" in str(e)
+        what = "holds Python objects" if objects else f"is not a readable .npy array ({e})"
         raise DataError(f"{path}: {what}; feature files must be numeric .npy arrays (np.save)") from None
     if not isinstance(arr, np.ndarray):
         raise DataError(f"{path}: an .npz archive, not a single .npy array")

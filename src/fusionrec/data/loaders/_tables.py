@@ -127,7 +127,7 @@ def check_numeric(df: pd.DataFrame, col: str, path: Path, *, finite: bool = True
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{path}: column {col!r} row {row + 2} holds {df[col].iloc[row]!r}, not a finite number; "
+            f"{path}: column {col!r} row {row + 2} holds {str(df[col].iloc[row])!r}, not a finite number; "
             "fix or delete that row"
         )
     return values
