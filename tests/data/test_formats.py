@@ -268,3 +268,20 @@ def test_every_registered_format_is_a_cli_choice(capsys):
         main(["info", "--help"])
     help_text = capsys.readouterr().out
     assert "{" + ",".join(LOADERS) + "}" in help_text
+
+
+def test_amazon_dump_goes_straight_to_features_and_fit(tmp_path, capsys):
+    from PIL import Image
+
+    root = write_amazon(tmp_path / "toys")
+    (root / "images").mkdir()
+    for i in (2, 3):
+        Image.new("RGB", (16, 16), (80 * i, 10, 10)).save(root / "images" / f"B00{i}.png")
+    out = tmp_path / "feat"
+    assert main(["features", "--data", str(root), "--image", "color", "--text", "none", "--out", str(out),
+                 "--no-cache", "--quiet"]) == 0  # fmt: skip
+    ds = load_dataset(out)
+    assert ds.features.mask("image").tolist() == [False, True, True, False, False]  # B001's path is missing
+    assert (
+        main(["fit", "--data", str(out), "--model", "itemknn", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    )

@@ -36,8 +36,11 @@ def parse_sep(sep: str | None) -> str | None:
     return sep
 
 
-def read_csv(path: Path, required: Sequence[str], **kw) -> pd.DataFrame:
-    """``pd.read_csv`` whose failures are one-line DataErrors naming the file (and separator) and the fix."""
+def read_csv(path: Path, required: Sequence[str], *, allow_empty: bool = False, **kw) -> pd.DataFrame:
+    """``pd.read_csv`` whose failures are one-line DataErrors naming the file (and separator) and the fix.
+
+    ``allow_empty``: a file with a header and no rows is an empty table rather than an error.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -45,6 +48,8 @@ def read_csv(path: Path, required: Sequence[str], **kw) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, **kw)
     except pd.errors.EmptyDataError:
+        if allow_empty:
+            return pd.DataFrame()
         raise DataError(f"{path}: the file is empty; it needs a header row with {list(required)}") from None
     except UnicodeDecodeError as e:
         raise DataError(
@@ -60,7 +65,7 @@ def read_csv(path: Path, required: Sequence[str], **kw) -> pd.DataFrame:
     if missing:
         hint = "" if len(df.columns) > 1 else f" (split with separator {sep_name(sep)}; pass --sep?)"
         raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}{hint}")
-    if df.empty:
+    if df.empty and not allow_empty:
         raise DataError(f"{path}: the file has a header but no rows")
     return df
 

@@ -100,7 +100,7 @@ def _index_space(
     else:
         distinct = np.unique(ids)
         n_named = 0 if names is None else len(names)
-        n = max(top + 1, int(names.index.max()) + 1 if n_named else 0)
+        n = max(top + 1, int(names.index.max()) + 1 if names is not None and n_named else 0)
         if n <= _MAX_SPARSITY * max(len(distinct), n_named) + _SLACK:
             original = np.arange(n)
         else:

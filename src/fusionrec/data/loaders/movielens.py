@@ -21,7 +21,7 @@ def movielens_content(root: Path, item_ids: IdMap) -> ItemContent:
     tags_by_item: dict[str, list[str]] = {}
     tags_path = root / "tags.csv"
     if tags_path.exists():
-        tags = read_csv(tags_path, [], dtype={"movieId": str})
+        tags = read_csv(tags_path, [], dtype={"movieId": str}, allow_empty=True)
         if {"movieId", "tag"} <= set(tags.columns):
             tags = tags.dropna(subset=["tag"])
             tags["tag"] = tags["tag"].astype(str).str.strip().str.lower()
@@ -39,7 +39,9 @@ def movielens_content(root: Path, item_ids: IdMap) -> ItemContent:
         titles.append(str(title))
         genres.append("|".join(g_list))
     poster_dir = root / "posters"
-    paths = images_by_id(poster_dir, item_ids.to_list()) if poster_dir.is_dir() else [None] * len(item_ids)
+    paths: list[str | None] = [None] * len(item_ids)
+    if poster_dir.is_dir():
+        paths = images_by_id(poster_dir, item_ids.to_list())
     return ItemContent(texts=texts, image_paths=paths, titles=titles, extra={"genres": genres})
 
 

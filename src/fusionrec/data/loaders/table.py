@@ -42,9 +42,9 @@ def load_parquet(path: Path, options: LoadOptions) -> Dataset:
     return load_table(path, options, parquet=True)
 
 
-def read_delimited(path: Path, options: LoadOptions, required: list[str], **kw) -> pd.DataFrame:
-    """A delimited file with ``--sep`` (or the sniffed separator), ids kept as strings."""
-    sep = resolve_sep(path, parse_sep(options.sep), required)
+def read_delimited(path: Path, sep: str | None, required: list[str], **kw) -> pd.DataFrame:
+    """A delimited file with separator ``sep`` (None: sniffed), ids kept as strings."""
+    sep = resolve_sep(path, parse_sep(sep), required)
     return read_csv(path, required, sep=sep, dtype={c: str for c in required}, **kw)
 
 
@@ -68,7 +68,7 @@ def load_table(path: Path, options: LoadOptions, *, parquet: bool) -> Dataset:
                 "--user-col/--item-col"
             )
     else:
-        df = read_delimited(path, options, required)
+        df = read_delimited(path, options.sep, required)
     defaults = LoadOptions()
     rating_col = resolve_column(df, path, "rating_col", options.rating_col, defaults.rating_col)
     time_col = resolve_column(df, path, "time_col", options.time_col, defaults.time_col)
@@ -78,7 +78,8 @@ def load_table(path: Path, options: LoadOptions, *, parquet: bool) -> Dataset:
         items_path = path.parent / "items.csv"
     item_order = None
     if items_path is not None:
-        items_df = read_delimited(items_path, options, [options.item_id_col], keep_default_na=False)
+        # sniffed on its own: an items table often comes from elsewhere than the interactions
+        items_df = read_delimited(items_path, None, [options.item_id_col], keep_default_na=False)
         items_df = items_df.drop_duplicates(options.item_id_col)
         item_order = items_df[options.item_id_col].astype(str).tolist()
     users, items, uids, iids, ratings, ts, _ = interactions_from_frame(
