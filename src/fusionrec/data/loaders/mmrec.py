@@ -69,7 +69,7 @@ def _map_names(path: Path) -> pd.Series | None:
     if df.shape[1] < 2:
         raise DataError(f"{path}: expected two columns (index, original id); found {list(df.columns)}")
     idx = pd.to_numeric(df.iloc[:, 0], errors="coerce")
-    bad = idx.isna() | (idx < 0) | (idx != idx.round())
+    bad = idx.isna() | (idx < 0) | (idx >= 2**62) | (idx != idx.round())
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
