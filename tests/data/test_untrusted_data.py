@@ -10,9 +10,11 @@ import time
 
 import numpy as np
 import pytest
+from numpy.lib import format as npy_format
 
 from fusionrec.data import LoadOptions, load_dataset
 from fusionrec.data.dataset import Features
+from fusionrec.data.feature_dir import read_feature_dir
 from fusionrec.errors import DataError
 
 ADDRESS_SPACE = 2 << 30  # 2 GiB
@@ -199,3 +201,17 @@ def test_non_utf8_item_map_names_the_file(tmp_path):
     (data / "item_map.csv").write_bytes(b"itemID,movieId\n0,caf\xe9\n1,b\n")
     proc, _ = run_cli("info", "--data", data)
     assert_clean_error(proc, "item_map.csv: not UTF-8 text", "re-save it as UTF-8")
+
+
+def test_npy_header_claiming_terabytes_is_refused_before_allocating(tmp_path):
+    data = _feature_dir(tmp_path)
+    with open(data / "image_feat.npy", "wb") as f:
+        npy_format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (3, 10**11)})
+        f.write(b"\0" * 64)
+    np.save(data / "text_feat.npy", np.ones((3, 2), np.float32))
+    (data / "items.csv").write_text("item_id\n0\n1\n2\n")
+    proc, _ = run_cli("info", "--data", data, limit_memory=True)
+    assert_clean_error(proc, "image_feat.npy: is not a readable .npy array (mmap length is greater than file")
+    ds = load_dataset(mmrec_dir(tmp_path / "other", [(0, 0, 1), (1, 1, 1)]))
+    with pytest.raises(DataError, match="image_feat.npy: is not a readable .npy array"):
+        read_feature_dir(data, ds.item_ids)

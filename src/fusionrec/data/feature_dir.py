@@ -60,7 +60,11 @@ def feature_files(folder: Path) -> dict[str, Path]:
 def read_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
     """``np.load`` that never unpickles and turns a broken file into a DataError naming it."""
     try:
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        # memory-mapped first: a header claiming more data than the file holds fails here, before any
+        # allocation of the claimed size
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        if not mmap and isinstance(arr, np.ndarray):
+            arr = np.array(arr)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError) as e:
