@@ -217,7 +217,8 @@ def _same_data(a, b, split_a=None):
     assert a.user_ids == b.user_ids and a.item_ids == b.item_ids
     order_a, order_b = np.lexsort((a.items, a.users)), np.lexsort((b.items, b.users))
     for col in ("users", "items", "ratings", "timestamps"):
-        assert np.array_equal(getattr(a, col)[order_a], getattr(b, col)[order_b]), col
+        va, vb = getattr(a, col), getattr(b, col)
+        assert (va is None and vb is None) or np.array_equal(va[order_a], vb[order_b]), col
     sa, sb = split_a or split_dataset(a), split_dataset(b)
     for part in ("train", "valid", "test"):
         assert (getattr(sa, part) != getattr(sb, part)).nnz == 0, part
@@ -285,3 +286,18 @@ def test_amazon_dump_goes_straight_to_features_and_fit(tmp_path, capsys):
     assert (
         main(["fit", "--data", str(out), "--model", "itemknn", "--out", str(tmp_path / "a"), "--quiet"]) == 0
     )
+
+
+@pytest.mark.parametrize("fmt", ["mmrec", "recbole"])
+def test_round_trip_without_ratings_times_or_content(tmp_path, fmt):
+    # a split part may be empty (no valid rows here); an item file with ids only is no item content
+    path = tmp_path / "t.csv"
+    path.write_text("user_id,item_id\nz,b\nz,a\ny,b\n")
+    ds = load_dataset(path)
+    exporter = {"mmrec": export_mmrec, "recbole": export_recbole}[fmt]
+    split = split_dataset(ds)
+    back = load_dataset(exporter(ds, split, tmp_path / "out", name="t"))
+    assert back.summary() == {**ds.summary(), "has_split": True, "name": back.name}
+    assert back.ratings is None and back.timestamps is None and sorted(back.labels.tolist()) == [0, 0, 2]
+    _same_data(ds, back, split)
+    assert back.user_ids.to_list() == ["y", "z"] and back.item_ids.to_list() == ["a", "b"]

@@ -68,7 +68,9 @@ def detect(path: Path) -> bool:
     return bool(inters) and is_typed_header(inters[0])
 
 
-def read_atomic(path: Path, options: LoadOptions) -> tuple[pd.DataFrame, dict[str, str]]:
+def read_atomic(
+    path: Path, options: LoadOptions, *, allow_empty: bool = False
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """One atomic file as strings with columns renamed from ``name:type`` to ``name``, and the types."""
     sep = parse_sep(options.sep) or "\t"
     try:
@@ -93,7 +95,9 @@ def read_atomic(path: Path, options: LoadOptions) -> tuple[pd.DataFrame, dict[st
     names = [n for n, _ in fields]
     if len(set(names)) != len(names):
         raise DataError(f"{path}: repeated field names in the header {names}")
-    df = read_csv(path, [], sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    df = read_csv(
+        path, [], sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, allow_empty=allow_empty
+    )
     if df.shape[1] != len(fields):
         raise DataError(f"{path}: header has {len(fields)} fields but rows have {df.shape[1]}")
     df.columns = names
@@ -123,13 +127,15 @@ def load_recbole(path: Path, options: LoadOptions | None = None) -> Dataset:
             log.info("%s: using the train/valid/test .inter files; %s.inter is not read", folder, name)
         frames = []
         for label, p in enumerate(parts):
-            part, _ = read_atomic(p, options)
+            part, _ = read_atomic(p, options, allow_empty=True)  # a small set may have no valid rows
             part["__label__"] = label
             frames.append(part)
         cols = [list(f.columns) for f in frames]
         if any(c != cols[0] for c in cols):
             raise DataError(f"{folder}: the train/valid/test .inter files have different fields: {cols}")
         df = pd.concat(frames, ignore_index=True)
+        if df.empty:
+            raise DataError(f"{folder}: the train/valid/test .inter files hold no rows")
         inter_path = parts[0]
     else:
         found = [p.name for p in parts if p.exists()]
@@ -176,17 +182,17 @@ def load_recbole(path: Path, options: LoadOptions | None = None) -> Dataset:
     )
     labels = inter.frame["__label__"].to_numpy() if "__label__" in inter.frame.columns else None
     content = None
-    if items_df is not None or options.image_dir:
-        text_fields = [
-            c
-            for c, t in types.items()
-            if t in ("token", "token_seq") and c not in (options.item_col, options.image_col)
-        ]
-        if "text" in text_fields:  # the whole text as fusionrec export writes it
+    text_fields = [
+        c
+        for c, t in types.items()
+        if t in ("token", "token_seq") and c not in (options.item_col, options.image_col)
+    ]
+    has_image = items_df is not None and options.image_col in items_df.columns
+    if text_fields or has_image or options.image_dir:
+        titles = None
+        if "text" in text_fields:  # the whole text, as fusionrec export writes it
             text_fields = ["text"]
             titles = items_df["title"] if items_df is not None and "title" in items_df.columns else None
-        else:
-            titles = None
         content = item_content(
             inter.item_ids,
             items_df,
