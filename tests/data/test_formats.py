@@ -301,3 +301,12 @@ def test_round_trip_without_ratings_times_or_content(tmp_path, fmt):
     assert back.ratings is None and back.timestamps is None and sorted(back.labels.tolist()) == [0, 0, 2]
     _same_data(ds, back, split)
     assert back.user_ids.to_list() == ["y", "z"] and back.item_ids.to_list() == ["a", "b"]
+
+
+def test_parquet_and_mmrec_summaries_agree_between_cli_and_api(tmp_path, capsys, benchmark_dir):
+    import pandas as pd
+
+    path = tmp_path / "log.parquet"
+    pd.DataFrame(ROWS, columns=["user_id", "item_id", "rating", "timestamp"]).to_parquet(path)
+    assert assert_same_summary(capsys, path, [], LoadOptions(), "parquet").n_interactions == len(ROWS)
+    assert_same_summary(capsys, benchmark_dir, [], LoadOptions(), "mmrec")

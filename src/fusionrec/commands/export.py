@@ -8,13 +8,15 @@ from fusionrec.commands._common import add_data_args, add_output_args, add_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from fusionrec.data.export import EXPORTERS
+
     p = sub.add_parser("export", help="write data + split (+ features) as MMRec or RecBole atomic files")
     add_data_args(p, format_flag="--input-format")
     add_split_args(p)
     p.add_argument(
         "--format",
         dest="out_format",
-        choices=["mmrec", "recbole"],
+        choices=list(EXPORTERS),
         default="mmrec",
         help="output format: mmrec (NAME.inter with x_label, maps, features) or recbole (NAME.train/valid/"
         "test.inter, NAME.item with item text, NAME.user)",
