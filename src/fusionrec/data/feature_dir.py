@@ -132,7 +132,7 @@ def read_feature_dir(folder: Path, item_ids: IdMap) -> Features:
 
     Items the directory does not list get an absent (imputed) row.
     """
-    from fusionrec.data.loaders._tables import read_csv
+    from fusionrec.data.loaders.common import read_csv
 
     folder = Path(folder)
     order_file = folder / ITEMS_FILE

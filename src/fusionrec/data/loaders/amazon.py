@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.data.loaders._tables import interactions_from_frame, item_content
 from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.common import interactions_from_frame, item_content
 from fusionrec.errors import DataError
 
 log = logging.getLogger("fusionrec")

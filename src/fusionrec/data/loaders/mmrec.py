@@ -10,8 +10,8 @@ import pandas as pd
 
 from fusionrec.data.dataset import Dataset, Features, IdMap
 from fusionrec.data.feature_dir import feature_files, feature_rows, read_modalities
-from fusionrec.data.loaders._tables import check_numeric, parse_timestamps, read_csv
 from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.common import check_numeric, parse_timestamps, read_csv
 from fusionrec.errors import DataError
 
 log = logging.getLogger("fusionrec")

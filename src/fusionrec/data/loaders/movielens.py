@@ -6,8 +6,8 @@ from pathlib import Path
 
 from fusionrec.data.dataset import Dataset, IdMap, ItemContent
 from fusionrec.data.feature_dir import read_feature_dir
-from fusionrec.data.loaders._tables import images_by_id, interactions_from_frame, read_csv
 from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.common import images_by_id, interactions_from_frame, read_csv
 
 
 def detect(path: Path) -> bool:

@@ -15,14 +15,14 @@ import pandas as pd
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.feature_dir import ITEMS_FILE, feature_files, read_feature_dir
-from fusionrec.data.loaders._tables import (
+from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.common import (
     interactions_from_frame,
     item_content,
     parse_sep,
     read_csv,
     resolve_column,
 )
-from fusionrec.data.loaders.base import LoadOptions
 from fusionrec.errors import DataError
 
 log = logging.getLogger("fusionrec")

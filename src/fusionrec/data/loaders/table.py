@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.data.loaders._tables import (
+from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.common import (
     interactions_from_frame,
     item_content,
     parse_sep,
@@ -15,7 +16,6 @@ from fusionrec.data.loaders._tables import (
     resolve_column,
     resolve_sep,
 )
-from fusionrec.data.loaders.base import LoadOptions
 from fusionrec.errors import DataError
 
 DELIMITED_SUFFIXES = (".csv", ".tsv", ".txt", ".dat", ".psv")
