@@ -23,6 +23,7 @@ COMMANDS = [
     "features",
     "recommend",
     "models",
+    "info",
     "export",
     "serve",
     "cold",

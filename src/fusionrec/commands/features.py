@@ -74,11 +74,11 @@ def route_params(raw: dict, image: str | None, text: str | None) -> tuple[dict, 
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from fusionrec.commands._common import load_data, make_split, parse_params
-    from fusionrec.data.export import export_mmrec, write_features
+    from fusionrec.data.export import export_mmrec
+    from fusionrec.data.feature_dir import update_manifest, write_feature_dir
     from fusionrec.features.extract import run_extraction
 
     image = None if args.image == "none" else args.image
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     if args.features_only:
-        write_features(out, result.features, ds.item_ids.to_list(), manifest=result.manifest())
+        write_feature_dir(out, result.features, ds.item_ids.to_list(), manifest=result.manifest())
     else:
         merged = ds.features
         for name in result.features:
@@ -116,11 +116,7 @@ def run(args: argparse.Namespace) -> int:
         merged.extractor_state.update(result.features.extractor_state)
         split = make_split(ds, args)
         export_mmrec(ds.with_features(merged), split, out)
-        manifest_path = out / "manifest.json"
-        info = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        info.update(result.manifest())
-        info["split"] = split.name
-        manifest_path.write_text(json.dumps(info, indent=2))
+        update_manifest(out, {**result.manifest(), "split": split.name})
     reports = {name: r.to_dict() for name, r in result.reports.items()}
     payload = {"out": str(out), "items": ds.n_items, "modalities": result.features.dims, "reports": reports}
     lines = [r.summary() for r in result.reports.values()]

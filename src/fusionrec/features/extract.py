@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fusionrec.data.dataset import Dataset, Features, ItemContent
+from fusionrec.data.feature_dir import STATE_FILE, read_states
 from fusionrec.errors import ConfigError, DataError
 from fusionrec.features.base import (
     ExtractionReport,
@@ -31,8 +32,6 @@ from fusionrec.features.base import (
     get_extractor,
 )
 from fusionrec.features.store import FeatureStore, content_keys
-
-STATE_FILE = "extractors.safetensors"  # learned extractor state beside the features, keyed "modality/key"
 
 log = logging.getLogger("fusionrec")
 
@@ -351,20 +350,6 @@ def _item_extractor(
             entry = (extractor_from_config(dict(config), state), threading.Lock())
             _ITEM_EXTRACTORS[key] = entry
     return entry
-
-
-def read_states(folder: Path) -> dict[str, dict[str, np.ndarray]]:
-    """``extractors.safetensors`` of a feature directory as ``{modality: {key: array}}``."""
-    path = Path(folder) / STATE_FILE
-    if not path.exists():
-        return {}
-    from safetensors.numpy import load_file
-
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in load_file(str(path)).items():
-        modality, _, name = key.partition("/")
-        out.setdefault(modality, {})[name] = value
-    return out
 
 
 def extract_item_features(
