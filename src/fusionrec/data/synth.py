@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fusionrec.data.feature_dir import FEAT_SUFFIX, write_npy
 from fusionrec.errors import ConfigError
 
 
@@ -134,7 +135,7 @@ def write_synthetic(spec: SynthSpec, out: str | Path) -> Path:
             tmp / "synth.inter", sep="\t", index=False
         )
         for name, values in features.items():
-            np.save(tmp / f"{name}_feat.npy", values)
+            write_npy(tmp / f"{name}{FEAT_SUFFIX}", values)  # float16 kept: large sets store them so
         if out.exists():
             shutil.rmtree(out)
         os.rename(tmp, out)
