@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit, parse_params
 
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     split = make_split(ds, args)
     art, seconds = fit_artifact(ds, split, model, seed=args.seed)
+    if getattr(args, "command_line", None):
+        art.info["command"] = shlex.join(args.command_line)
     result = {
         "model": args.model,
         "params": model.get_params(),
