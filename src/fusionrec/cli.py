@@ -16,6 +16,8 @@ from fusionrec.errors import FusionrecError
 
 # Order is the order shown in --help.
 COMMANDS = ["demo", "fit", "evaluate", "tune", "features", "recommend", "models", "export", "serve", "cold"]
+COMMANDS.append("run")
+COMMANDS.append("report")
 
 
 def build_parser() -> argparse.ArgumentParser:
