@@ -242,6 +242,7 @@ def _curve_plot(groups: dict[str, list[dict[str, Any]]], family: str) -> str | N
     fig, axes = _figure()
     ax = axes[0, 0]
     drawn = False
+    all_ks: set[int] = set()
     for lab, runs in groups.items():
         ks = sorted(
             {
@@ -257,6 +258,7 @@ def _curve_plot(groups: dict[str, list[dict[str, Any]]], family: str) -> str | N
         vals = np.array([[r["metrics"][f"{family}@{k}"] for k in ks] for r in runs])
         mu, sd = vals.mean(axis=0), vals.std(axis=0)
         ax.plot(ks, mu, marker="o", label=lab)
+        all_ks.update(ks)
         if len(runs) > 1:
             ax.fill_between(ks, mu - sd, mu + sd, alpha=0.2)
         drawn = True
@@ -266,6 +268,8 @@ def _curve_plot(groups: dict[str, list[dict[str, Any]]], family: str) -> str | N
         plt.close(fig)
         return None
     ax.set_xscale("log")
+    ax.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])  # the K values themselves, not decades
+    ax.minorticks_off()
     ax.set_xlabel("K")
     ax.set_ylabel(f"{family}@K")
     ax.grid(alpha=0.3)
