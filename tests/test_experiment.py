@@ -219,3 +219,11 @@ def test_repo_demo_experiment_end_to_end(tmp_path, capsys):
         als["metrics"]["recall@20"]
         > 2 * next(r for r in records if r["label"] == "most-popular")["metrics"]["recall@20"]
     )
+
+
+def test_fit_records_its_command_line_in_the_artifact(tmp_path):
+    args = ["fit", "--data", "demo", "--kcore", "30", "--model", "most-popular", "--out", str(tmp_path / "a")]
+    assert main([*args, "--quiet", "--no-eval"]) == 0
+    meta = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert meta["command"] == "fusionrec " + " ".join([*args, "--quiet", "--no-eval"])
+    assert "item_images" not in meta  # per-item lists stay out of model.json
