@@ -227,3 +227,24 @@ def test_fit_records_its_command_line_in_the_artifact(tmp_path):
     meta = json.loads((tmp_path / "a" / "model.json").read_text())
     assert meta["command"] == "fusionrec " + " ".join([*args, "--quiet", "--no-eval"])
     assert "item_images" not in meta  # per-item lists stay out of model.json
+
+
+def test_a_models_grid_is_searched_on_valid_and_the_best_point_tested(tmp_path):
+    (tmp_path / "grid.yaml").write_text(
+        "data: {path: demo, kcore: 30}\nseeds: [3]\nselect: ndcg@10\nmetrics: [ndcg@10]\n"
+        "models:\n  - {name: userknn, params: {similarity: cosine}, grid: {neighbors: [1, 40]}}\n"
+    )
+    exp = load_experiment(tmp_path / "grid.yaml")
+    (rec,) = run_experiment(exp, tmp_path / "out", show_progress=False)
+    tuning = rec["tuning"]
+    assert [r["neighbors"] for r in tuning["valid"]] == [1, 40] and tuning["metric"] == "ndcg@10"
+    best = max(tuning["valid"], key=lambda r: r["valid ndcg@10"])
+    assert (
+        tuning["chosen"] == {"neighbors": best["neighbors"]}
+        and rec["params"]["neighbors"] == best["neighbors"]
+    )
+    assert tuning["valid"][0]["valid ndcg@10"] != tuning["valid"][1]["valid ndcg@10"]
+    meta = json.loads((Path(rec["run_dir"]) / "artifact" / "model.json").read_text())
+    assert meta["tuning"]["chosen"] == tuning["chosen"]
+    report = write_report([rec], tmp_path / "r.html")
+    assert _parse(report).tables["tuning"][1][:3] == ["userknn", "3", f"neighbors={best['neighbors']}"]

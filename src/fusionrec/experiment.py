@@ -9,8 +9,9 @@ A file looks like::
     metrics: [recall@10, recall@20, ndcg@10, ndcg@20]
     curve_ks: [5, 10, 20, 50]              # recall / NDCG against K in the report
     masking: train+valid
+    select: recall@20                      # valid metric that picks a point of a model's grid
     models:
-      - {name: als, params: {factors: 64}}
+      - {name: als, params: {factors: 64}, grid: {reg: [0.01, 0.1]}}
       - {name: late-fusion, label: "late-fusion(als, ease)", params: {models: als,ease}}
     cold: {models: [als]}                  # optional: the cold-item protocol for these models
 
@@ -39,7 +40,19 @@ from fusionrec.errors import ConfigError, DataError
 log = logging.getLogger("fusionrec")
 
 RESULT_FILE = "result.json"
-TOP_KEYS = {"name", "data", "split", "seeds", "metrics", "curve_ks", "masking", "models", "cold", "explain"}
+TOP_KEYS = {
+    "name",
+    "data",
+    "split",
+    "seeds",
+    "metrics",
+    "curve_ks",
+    "masking",
+    "models",
+    "cold",
+    "explain",
+    "select",
+}
 DATA_KEYS = {
     "path",
     "format",
@@ -53,7 +66,7 @@ DATA_KEYS = {
     "features",
 }
 SPLIT_KEYS = {"method", "cold_fraction"}
-MODEL_KEYS = {"name", "label", "params"}
+MODEL_KEYS = {"name", "label", "params", "grid"}
 COLD_KEYS = {"models", "fraction", "metrics"}
 # users and items per user sampled for the modality-weight distribution
 EXPLAIN_USERS, EXPLAIN_K = 300, 20
@@ -64,6 +77,7 @@ class ModelSpec:
     name: str
     label: str
     params: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # a search space, chosen on the valid split
 
 
 @dataclass
@@ -78,6 +92,7 @@ class Experiment:
     masking: str = "train+valid"
     cold: dict[str, Any] | None = None
     explain: bool = True
+    select: str = "recall@20"  # the valid metric a model's grid is searched by
     source: Path | None = None
 
 
@@ -85,6 +100,7 @@ def load_experiment(path: str | Path) -> Experiment:
     """Parse and check an experiment file; unknown keys are errors that list the valid ones."""
     import yaml
 
+    from fusionrec.commands.tune import grid_points
     from fusionrec.evaluation.evaluator import MASKING
     from fusionrec.evaluation.metrics import parse_metric
     from fusionrec.models.registry import get_model_class
@@ -132,12 +148,20 @@ def load_experiment(path: str | Path) -> Experiment:
         params = m.get("params") or {}
         if not isinstance(params, dict):
             raise ConfigError(f"{path.name}: params of model {m['name']} must be a mapping")
-        get_model_class(m["name"]).from_params(params)  # unknown models / parameters fail before any run
+        grid = m.get("grid") or {}
+        if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+            raise ConfigError(f"{path.name}: grid of model {m['name']} maps parameters to lists of values")
+        if set(grid) & set(params):
+            raise ConfigError(
+                f"{path.name}: model {m['name']}: {sorted(set(grid) & set(params))} in params and grid"
+            )
+        for point in grid_points(grid):  # unknown models / parameters fail before any run
+            get_model_class(m["name"]).from_params({**params, **point})
         label = str(m.get("label") or m["name"])
         if label in labels:
             raise ConfigError(f"{path.name}: two models are labelled {label!r}; give one a label:")
         labels.add(label)
-        models.append(ModelSpec(name=m["name"], label=label, params=params))
+        models.append(ModelSpec(name=m["name"], label=label, params=params, grid=grid))
     metrics = spec.get("metrics") or Experiment.__dataclass_fields__["metrics"].default_factory()  # type: ignore[misc]
     ks = spec.get("curve_ks") or Experiment.__dataclass_fields__["curve_ks"].default_factory()  # type: ignore[misc]
     for metric in metrics:
@@ -150,6 +174,11 @@ def load_experiment(path: str | Path) -> Experiment:
     masking = spec.get("masking", "train+valid")
     if masking not in MASKING:
         raise ConfigError(f"{path.name}: masking must be one of {list(MASKING)}; got {masking!r}")
+    select = str(spec.get("select", "recall@20"))
+    try:
+        parse_metric(select)
+    except ValueError as e:
+        raise ConfigError(f"{path.name}: select: {e}") from None
     cold = spec.get("cold")
     if cold is not None:
         if not isinstance(cold, dict):
@@ -169,6 +198,7 @@ def load_experiment(path: str | Path) -> Experiment:
         masking=masking,
         cold=cold,
         explain=bool(spec.get("explain", True)),
+        select=select,
         source=path,
     )
 
@@ -186,7 +216,6 @@ def run_experiment(
     from fusionrec.commands._common import load_data, make_split
     from fusionrec.data.splits import split_summary
     from fusionrec.evaluation import evaluate
-    from fusionrec.pipeline import build_model, fit_artifact
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,8 +235,7 @@ def run_experiment(
         for m_i, spec in enumerate(exp.models):
             n = s_i * len(exp.models) + m_i + 1
             log.info("[%d/%d] %s, seed %d", n, total, spec.label, seed)
-            model = build_model(spec.name, spec.params, seed=seed, show_progress=show_progress)
-            art, seconds = fit_artifact(ds, split, model, seed=seed)
+            model, art, seconds, tuning = _fit_spec(ds, split, spec, seed, exp.select, show_progress)
             res = evaluate(model, split, metrics=eval_metrics, masking=exp.masking, by_activity=True)
             record: dict[str, Any] = {
                 "experiment": exp.name,
@@ -223,6 +251,7 @@ def run_experiment(
                 "extra": {k: round(float(v), 6) for k, v in res.extra.items()},
                 "by_activity": res.by_activity,
                 "fit_seconds": round(seconds, 3),
+                "tuning": tuning,
                 "history": getattr(model, "history_", None),
                 "modality_weights": _modality_weights(model, split, ds, seed) if exp.explain else None,
                 "cold": None,
@@ -232,7 +261,8 @@ def run_experiment(
                 "data": data_info,
             }
             if exp.cold and spec.label in (exp.cold.get("models") or []):
-                record["cold"] = _cold(ds, spec, seed, exp.cold, show_progress)
+                chosen = {**spec.params, **(tuning["chosen"] if tuning else {})}
+                record["cold"] = _cold(ds, spec.name, chosen, seed, exp.cold, show_progress)
             run_dir = out / "runs" / _slug(spec.label) / f"seed-{seed}"
             art.info["test_metrics"] = record["metrics"]
             if cmd:
@@ -251,6 +281,35 @@ def run_experiment(
                 seconds,
             )
     return records
+
+
+def _fit_spec(ds, split, spec: ModelSpec, seed: int, select: str, show_progress: bool):
+    """Fit the model; with a search space, every point, keeping the best on the validation split."""
+    from fusionrec.commands.tune import grid_points
+    from fusionrec.evaluation import evaluate
+    from fusionrec.pipeline import build_model, fit_artifact
+
+    points = grid_points(spec.grid)
+    if len(points) > 1 and split.valid.nnz == 0:
+        raise DataError(
+            f"model {spec.label}: a grid is searched on the validation split, which is empty here"
+        )
+    best, rows = None, []
+    for point in points:
+        model = build_model(spec.name, {**spec.params, **point}, seed=seed, show_progress=show_progress)
+        art, seconds = fit_artifact(ds, split, model, seed=seed)
+        if len(points) == 1:
+            return model, art, seconds, None
+        value = float(evaluate(model, split, on="valid", metrics=[select]).metrics[select])
+        rows.append({**point, f"valid {select}": round(value, 6), "fit_seconds": round(seconds, 3)})
+        log.info("%s %s: valid %s=%.4f", spec.label, point, select, value)
+        if best is None or value > best[0]:
+            best = (value, point, model, art, seconds)
+    assert best is not None
+    _, point, model, art, seconds = best
+    tuning = {"metric": select, "grid": spec.grid, "valid": rows, "chosen": point}
+    art.info["tuning"] = tuning
+    return model, art, seconds, tuning
 
 
 def versions() -> dict[str, str]:
@@ -301,12 +360,14 @@ def _modality_weights(model, split, ds, seed: int) -> dict[str, Any] | None:
     }
 
 
-def _cold(ds, spec: ModelSpec, seed: int, cold: dict[str, Any], show_progress: bool) -> dict[str, Any]:
+def _cold(
+    ds, name: str, params: dict[str, Any], seed: int, cold: dict[str, Any], show_progress: bool
+) -> dict[str, Any]:
     from fusionrec.evaluation.cold_start import COLD_METRICS, evaluate_cold_items
     from fusionrec.pipeline import build_model
 
     t0 = time.perf_counter()
-    model = build_model(spec.name, spec.params, seed=seed, show_progress=show_progress)
+    model = build_model(name, params, seed=seed, show_progress=show_progress)
     res = evaluate_cold_items(
         ds,
         model,

@@ -58,6 +58,9 @@ def build_report(records: list[dict[str, Any]], title: str = "fusionrec report")
             sections.append(
                 _section(heading, f"<img class='plot' alt='{_e(heading)}' src='data:image/png;base64,{png}'>")
             )
+    tuning = _tuning_table(groups)
+    if tuning:
+        sections.append(_section("Hyper-parameter search (validation split)", tuning))
     cold = _cold_table(groups)
     if cold:
         sections.append(_section("Cold items (table)", cold))
@@ -137,6 +140,32 @@ def _metrics_table(groups: dict[str, list[dict[str, Any]]], metrics: list[str]) 
         "<p class='muted'>mean ± standard deviation over seeds (population std); best mean in bold.</p>"
         f"<table id='metrics'><thead><tr><th>label</th><th>model</th><th>seeds</th>{head}<th>fit s</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _tuning_table(groups: dict[str, list[dict[str, Any]]]) -> str | None:
+    rows = []
+    for lab, runs in groups.items():
+        for r in runs:
+            t = r.get("tuning")
+            if not t:
+                continue
+            chosen = ", ".join(f"{k}={v}" for k, v in t["chosen"].items())
+            key = f"valid {t['metric']}"
+            tried = "; ".join(
+                ", ".join(f"{k}={v}" for k, v in row.items() if k not in (key, "fit_seconds"))
+                + f": {row[key]:.4f}"
+                for row in t["valid"]
+            )
+            rows.append(
+                f"<tr><td>{_e(lab)}</td><td>{_e(r.get('seed'))}</td><td class='text'>{_e(chosen)}</td>"
+                f"<td class='text'>{_e(t['metric'])}</td><td class='text'>{_e(tried)}</td></tr>"
+            )
+    if not rows:
+        return None
+    return (
+        "<table id='tuning'><thead><tr><th>label</th><th>seed</th><th>chosen</th><th>by</th>"
+        f"<th>points tried (valid)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
