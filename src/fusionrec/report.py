@@ -256,7 +256,7 @@ def _png(fig) -> str:
 
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -330,7 +330,9 @@ def _activity_plot(groups: dict[str, list[dict[str, Any]]], metrics: list[str]) 
         ax.set_xticklabels([f"{b}\n({u} users)" for b, u in zip(buckets, users, strict=True)])
         ax.set_ylabel(metric)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, -1].legend(fontsize=7)
+    axes[0, -1].legend(
+        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+    )  # beside the bars, not on them
     return _png(fig)
 
 
