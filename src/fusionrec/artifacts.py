@@ -34,6 +34,10 @@ from fusionrec.models.base import Recommender
 from fusionrec.models.registry import get_model_class
 
 FORMAT_VERSION = 1
+# per-item lists kept in extra.json rather than model.json (one entry per item: long)
+ITEM_LISTS = ("item_titles", "item_images")
+# extra_arrays key: the timestamp of each training interaction, aligned with ``train``'s sorted nonzeros
+TRAIN_TIMES = "train/times"
 
 
 @dataclass
@@ -68,7 +72,7 @@ def save_artifact(art: Artifact, path: str | Path) -> Path:
             "model": model.name,
             "params": model.get_params(),
             "state": model.state_meta(),
-            **{k: v for k, v in art.info.items() if k != "item_titles"},
+            **{k: v for k, v in art.info.items() if k not in ITEM_LISTS},
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
         (tmp / "idmaps.json").write_text(
@@ -82,8 +86,9 @@ def save_artifact(art: Artifact, path: str | Path) -> Path:
             save_file(feats, str(tmp / "features.safetensors"))
         if art.extra_arrays:
             save_file(encode_arrays(art.extra_arrays), str(tmp / "extra_arrays.safetensors"))
-        if art.item_titles is not None:
-            (tmp / "extra.json").write_text(json.dumps({"item_titles": art.item_titles}))
+        lists = {k: art.info[k] for k in ITEM_LISTS if art.info.get(k) is not None}
+        if lists:
+            (tmp / "extra.json").write_text(json.dumps(lists))
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             if old.exists():
@@ -160,9 +165,14 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     new_model.load_state({k: v.copy() for k, v in model.state_arrays().items()}, model.state_meta())
     new_model.forget_user_rows(idx)
     keep = np.delete(np.arange(n_users), idx)
-    train = sp.csr_matrix(art.train)[keep]
+    old_train = sp.csr_matrix(art.train)
+    train = old_train[keep]
     info = dict(art.info)
     info["forgotten_users"] = int(info.get("forgotten_users", 0)) + 1
+    extra = dict(art.extra_arrays)
+    times = extra.get(TRAIN_TIMES)
+    if times is not None and len(times) == old_train.nnz:  # the user's interaction times go with its row
+        extra[TRAIN_TIMES] = np.delete(times, np.arange(old_train.indptr[idx], old_train.indptr[idx + 1]))
     return Artifact(
         model=new_model,
         user_ids=IdMap(art.user_ids.raw_ids[keep]),
@@ -170,7 +180,7 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
         train=train,
         features=art.features,
         info=info,
-        extra_arrays=dict(art.extra_arrays),
+        extra_arrays=extra,
     )
 
 

@@ -20,6 +20,8 @@ COMMANDS = [
     "fit",
     "evaluate",
     "tune",
+    "run",
+    "report",
     "features",
     "recommend",
     "models",
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = ["fusionrec", *(sys.argv[1:] if argv is None else argv)]  # recorded in artifacts
     if not args.command:
         parser.print_help()
         return 2

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-from fusionrec.artifacts import Artifact
+import numpy as np
+import scipy.sparse as sp
+
+from fusionrec.artifacts import TRAIN_TIMES, Artifact
 from fusionrec.data.dataset import Dataset, Split
 from fusionrec.evaluation.evaluator import sample_users_of
 from fusionrec.models.base import Recommender
@@ -54,15 +59,51 @@ def fit_artifact(
         info["feature_extractors"] = features.extractors
     if ds.content is not None and ds.content.titles is not None:
         info["item_titles"] = ds.content.titles
+    if ds.content is not None:
+        info.update(_image_table(ds.content.image_paths))
+    train = split.train
+    if not train.has_canonical_format:  # stored interaction times are aligned with sorted nonzeros
+        train = train.copy()
+        train.sum_duplicates()
     art = Artifact(
         model=model,
         user_ids=ds.user_ids,
         item_ids=ds.item_ids,
-        train=split.train,
+        train=train,
         features=features,
         info=info,
     )
     if features is not None:
         # fitted extractors (TF-IDF vocabulary, BoVW codebook, ...) travel with the artifact for new items
         art.extra_arrays.update({f"extractor/{k}": v for k, v in features.extractor_state.items()})
+    if ds.timestamps is not None:
+        art.extra_arrays[TRAIN_TIMES] = interaction_times(ds, train)
     return art, seconds
+
+
+def interaction_times(ds: Dataset, matrix: sp.csr_matrix) -> np.ndarray:
+    """The timestamp of each nonzero of ``matrix`` (storage order): the latest of its (user, item) rows."""
+    assert ds.timestamps is not None
+    n_items = np.int64(ds.n_items)
+    keys = ds.users * n_items + ds.items
+    order = np.lexsort((ds.timestamps, keys))
+    keys, times = keys[order], ds.timestamps[order]
+    last = np.r_[keys[1:] != keys[:-1], True]
+    keys, times = keys[last], times[last]
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    pos = np.searchsorted(keys, rows * n_items + matrix.indices)
+    pos = np.minimum(pos, len(keys) - 1)
+    found = keys[pos] == rows * n_items + matrix.indices
+    return np.where(found, times[pos], 0).astype(np.int64)
+
+
+def _image_table(paths: list[str | None]) -> dict[str, Any]:
+    """The items' image files as one folder plus names relative to it (what the web page may serve)."""
+    present = [os.path.abspath(p) for p in paths if p]
+    if not present:
+        return {}
+    root = Path(os.path.commonpath([os.path.dirname(p) for p in present]))
+    return {
+        "image_root": str(root),
+        "item_images": [os.path.relpath(os.path.abspath(p), root) if p else None for p in paths],
+    }

@@ -146,3 +146,20 @@ def test_thread_count_can_be_set_by_environment(monkeypatch):
         default_threads()
     monkeypatch.delenv("FUSIONREC_THREADS")
     assert 1 <= default_threads() <= 4
+
+
+def test_training_history_is_recorded_and_saved_with_the_artifact(tmp_path):
+    from fusionrec.artifacts import Artifact, load_artifact, save_artifact
+    from fusionrec.data.dataset import IdMap
+
+    train, valid = _random_csr(seed=1), _random_csr(density=0.05, seed=2)
+    model = BPRTorch(factors=8, epochs=6, learning_rate=0.05, eval_every=2, patience=0, random_state=0)
+    model.show_progress = False
+    model.fit(train, valid=valid)
+    h = model.history_
+    assert h["metric"] == "recall@20" and h["epoch"] == [1, 2, 3, 4, 5, 6]
+    assert len(h["loss"]) == 6 and all(np.isfinite(h["loss"])) and h["loss"][-1] < h["loss"][0]
+    assert [v is None for v in h["valid"]] == [True, False, True, False, True, False]
+    assert max(v for v in h["valid"] if v is not None) == pytest.approx(model.best_valid_, abs=1e-6)
+    art = Artifact(model, IdMap(range(50)), IdMap(range(40)), train)
+    assert load_artifact(save_artifact(art, tmp_path / "a")).model.history_ == h

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit, parse_params
 
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     art, seconds = fit_artifact(ds, split, model, seed=args.seed)
     if not is_main_process():
         return 0  # under torchrun every rank trains; rank 0 evaluates and writes the artifact
+    if getattr(args, "command_line", None):
+        art.info["command"] = shlex.join(args.command_line)
     result = {
         "model": args.model,
         "params": model.get_params(),

@@ -195,7 +195,8 @@ class TorchRecommender(Recommender):
 
     Learned scalars recorded after fit: ``epoch_seconds_`` (mean training seconds per epoch, validation
     excluded), ``best_epoch_`` (1-based; the last epoch when there is no validation), ``epochs_run_``,
-    ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``.
+    ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``, ``history_``
+    (``{"metric", "epoch", "loss", "valid"}``: mean training loss and validation metric per epoch).
     """
 
     is_torch = True
@@ -309,6 +310,8 @@ class TorchRecommender(Recommender):
 
             best_val, best_epoch, best_state, bad_evals = -np.inf, epochs, None, 0
             epoch_secs: list[float] = []
+            # per-epoch training curve, saved with the model (valid is None on epochs without validation)
+            history: dict[str, Any] = {"metric": metric, "epoch": [], "loss": [], "valid": []}
             bar = None
             if self.show_progress and world.is_main:
                 from tqdm.auto import tqdm
@@ -352,11 +355,15 @@ class TorchRecommender(Recommender):
                         f"{self.name}: training loss became {mean_loss} at epoch {epoch}; "
                         "lower learning_rate or raise reg"
                     )
+                history["epoch"].append(epoch)
+                history["loss"].append(round(mean_loss, 6))
+                history["valid"].append(None)
                 post: dict[str, Any] = {"loss": f"{mean_loss:.4f}"}
                 if valid_users and (epoch % eval_every == 0 or epoch == epochs):
                     state = self._export(module)
                     val = self._validate(state, user_items, valid, metric, world=world, device=device)
                     post[metric] = f"{val:.4f}"
+                    history["valid"][-1] = round(float(val), 6)
                     if val > best_val:
                         best_val, best_epoch, best_state, bad_evals = val, epoch, state, 0
                     else:
@@ -389,6 +396,7 @@ class TorchRecommender(Recommender):
             self.best_valid_ = float(best_val) if np.isfinite(best_val) else None
             self.fit_device_ = device
             self.fit_world_size_ = int(world.size)
+            self.history_ = history
         finally:
             self._training = False
             torch.set_num_threads(prev_threads)

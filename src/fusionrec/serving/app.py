@@ -41,6 +41,7 @@ from fusionrec.serving.state import (
     UnsupportedError,
     UnsupportedMediaError,
 )
+from fusionrec.serving.web import web_router
 
 log = logging.getLogger("fusionrec")
 
@@ -95,6 +96,7 @@ def create_app(
     app.state.serving = state
     app.add_middleware(BodyLimit, max_bytes=int(max_upload_mb * 1024 * 1024))
 
+    app.include_router(web_router(state))  # the page at / and its helper endpoints
     for exc_type, status in _STATUS:
         app.add_exception_handler(exc_type, _handler(status))
     app.add_exception_handler(OSError, _os_error)

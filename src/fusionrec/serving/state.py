@@ -634,8 +634,8 @@ def _extend_scores(snap: Snapshot, base: np.ndarray) -> np.ndarray:
     base = np.asarray(base, np.float32)
     if snap.added_nbrs is None or not len(snap.added_nbrs):
         return base.copy()
-    added = (base[snap.added_nbrs] * snap.added_wts).sum(axis=1)
-    return np.concatenate([base, added.astype(np.float32)])
+    added = (base[..., snap.added_nbrs] * snap.added_wts).sum(axis=-1)  # one user (n,) or a block (b, n)
+    return np.concatenate([base, added.astype(np.float32)], axis=-1)
 
 
 def _cooccurrence_scores(snap: Snapshot, items: np.ndarray) -> np.ndarray:
