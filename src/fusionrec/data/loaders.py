@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fusionrec.data.dataset import Dataset, Features, IdMap, ItemContent
+from fusionrec.data.media import attach_media, media_from_columns, media_from_dirs
 from fusionrec.errors import DataError
 
 log = logging.getLogger("fusionrec")
@@ -235,6 +236,7 @@ def load_movielens(root: Path) -> Dataset:
         df, "userId", "movieId", path, rating_col="rating", time_col="timestamp"
     )
     content = _movielens_content(root, iids)
+    content = attach_media(content, media_from_dirs(root, iids))  # audio/{id}.wav, videos/{id}.mp4
     features = load_feature_dir(root / "features", iids) if (root / "features").is_dir() else None
     return Dataset(
         users,
@@ -475,6 +477,7 @@ def load_table(path: Path, options: LoadOptions, *, parquet: bool) -> Dataset:
                 titles.append("")
                 paths.append(None)
         content = ItemContent(texts=texts, image_paths=paths, titles=titles)
+        content = attach_media(content, media_from_columns(by_id, iids, items_path.parent))  # type: ignore[union-attr]
     return Dataset(users, items, uids, iids, ratings=ratings, timestamps=ts, content=content, name=path.stem)
 
 
