@@ -281,3 +281,47 @@ def test_loaders_find_media_dirs_and_columns(tmp_path, sounds, clips):
     assert [ds.content.audio_paths[i] for i in order] == [str(shop / "a.wav"), None]
     assert [ds.content.video_paths[i] for i in order] == [None, clips[0][0]]
     assert ds.content.subset(np.array(order[::-1])).video_paths == [clips[0][0], None]
+
+
+def _tool(name: str) -> str:
+    import shutil
+
+    path = shutil.which(name)
+    assert path, f"{name} is needed for this test: apt-get install -y espeak-ng sox"
+    return path
+
+
+def test_speech_from_espeak_lands_near_speech(tmp_path, sounds):
+    # real speech (espeak-ng, converted to 16 kHz FLAC by sox) groups with speech, not with tones or noise
+    import subprocess
+
+    paths, groups = sounds
+    espeak, sox = _tool("espeak-ng"), _tool("sox")
+    sentences = ["the quick brown fox jumps over the lazy dog", "recommend me a film", "play some music now"]
+    for k, (text, speed) in enumerate(zip(sentences, (150, 170, 190), strict=True)):
+        raw = tmp_path / f"speech{k}.wav"
+        subprocess.run([espeak, "-s", str(speed), "-w", str(raw), text], check=True, timeout=60)
+        flac = tmp_path / f"speech{k}.flac"
+        subprocess.run([sox, str(raw), "-r", "16000", "-c", "1", str(flac)], check=True, timeout=60)
+        paths = [*paths, str(flac)]
+        groups = [*groups, 3]
+    values, present = get_extractor("mfcc").transform(paths)
+    assert present.all()
+    assert all(nearest_same_group(values, groups)[-3:])
+
+
+def test_one_new_item_is_featurised_from_its_media(tmp_path, sounds):
+    # the cold-item path: a manifest's audio / video / soundtrack configs applied to one item's files
+    from fusionrec.features import extract_item_features
+
+    paths, _ = sounds
+    clip = write_av_clip(tmp_path / "new.mp4", GREEN, audio=tone(220, 1.5))
+    content = ItemContent(texts=[""], image_paths=[None], audio_paths=[paths[0]], video_paths=[clip])
+    result = run_extraction(
+        content, image=None, text=None, audio="mfcc", video="color", soundtrack="mfcc", cache=False
+    )
+    one = extract_item_features(result.configs, media_paths={"audio": paths[0], "video": clip})
+    assert set(one) == {"audio", "video", "soundtrack"}
+    for name in one:
+        np.testing.assert_allclose(one[name], result.features[name][0], atol=1e-5)
+    assert set(extract_item_features(result.configs, media_paths={"video": clip})) == {"video", "soundtrack"}
