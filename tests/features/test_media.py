@@ -325,3 +325,12 @@ def test_one_new_item_is_featurised_from_its_media(tmp_path, sounds):
     for name in one:
         np.testing.assert_allclose(one[name], result.features[name][0], atol=1e-5)
     assert set(extract_item_features(result.configs, media_paths={"video": clip})) == {"video", "soundtrack"}
+
+
+def test_image_fifo_is_refused_not_hung(tmp_path, awkward_media):
+    # hashing a FIFO named .jpg used to block forever before any image extractor ran
+    fifo = tmp_path / "poster.jpg"
+    os.mkfifo(fifo)
+    values, present, report = extract_modality(get_extractor("color"), [str(fifo), awkward_media["dev_zero"]])
+    assert not present.any() and report.n_failed == 2
+    assert all("not a regular file" in f.reason for f in report.failures)

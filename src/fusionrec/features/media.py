@@ -188,10 +188,14 @@ def decode_frames(
         stream.thread_type = "AUTO"
         frames: list[np.ndarray] = []
         next_t = 0.0
+        first_t: float | None = None
         last: Any = None
         try:
             for frame in container.decode(stream):
-                t = frame.time if frame.time is not None else next_t
+                if frame.time is not None and first_t is None:
+                    first_t = float(frame.time)
+                # seconds since the first frame (streams may start at any time stamp)
+                t = float(frame.time) - (first_t or 0.0) if frame.time is not None else next_t
                 if t > limits.max_seconds:
                     break
                 last = frame
