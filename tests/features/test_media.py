@@ -11,6 +11,7 @@ import pytest
 
 from fusionrec.data.dataset import ItemContent
 from fusionrec.data.loaders import load_dataset
+from fusionrec.errors import ConfigError
 from fusionrec.features import FeatureStore, extract_modality, get_extractor, run_extraction
 from fusionrec.features.base import extractor_for
 
@@ -139,6 +140,11 @@ def test_frames_pool_mean_and_max_over_sampled_frames(clips):
     d = per_frame.shape[1]
     np.testing.assert_allclose(row[0, :d], per_frame.mean(0), atol=1e-6)
     np.testing.assert_allclose(row[0, d:], per_frame.max(0), atol=1e-6)
+    # parameters the frames extractor does not take go to the per-frame image extractor
+    narrow = extractor_for("video", "color", fps=2.0, h_bins=8)
+    assert narrow.dim == 2 * 8 * 4 * 4 and narrow.config()["image"]["params"]["h_bins"] == 8
+    with pytest.raises(ConfigError, match="extracts image features, not audio"):
+        extractor_for("audio", "color")
 
 
 def test_soundtrack_is_its_own_modality(tmp_path, sounds):

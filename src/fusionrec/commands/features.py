@@ -78,8 +78,9 @@ def route_params(raw: dict, extractors: dict[str, str | None]) -> dict[str, dict
         if name is None:
             continue
         ok = set(accepted_params(name))
-        if MODALITIES[modality][0] == "video" and extractor_kind(name) == "image":
-            ok |= set(accepted_params("frames"))  # an image extractor per frame: the frames' knobs too
+        if MODALITIES[modality][0] == "video":  # frames through an image extractor: both take parameters
+            image = name if extractor_kind(name) == "image" else "cnn"
+            ok |= set(accepted_params("frames")) | set(accepted_params(image))
         accepts[modality] = ok
     out: dict[str, dict] = {m: {} for m in extractors}
     for key, value in raw.items():

@@ -343,18 +343,19 @@ def extractor_for(kind: str, name: str, **params: Any) -> Extractor:
     frame: parameters the frames extractor takes stay with it, the others go to the image extractor.
     """
     got = extractor_kind(name)
-    if got == kind:
-        return get_extractor(name, **params)
     if kind == "video" and got == "image":
+        name, got, params = "frames", "video", {**params, "image": name}
+    if got != kind:
+        raise ConfigError(
+            f"{name!r} extracts {got} features, not {kind}; choose one of {', '.join(extractor_choices(kind))}"
+        )
+    if name == "frames":  # parameters the frames extractor does not take belong to its image extractor
         own = set(accepted_params("frames"))
         image_params = {k: v for k, v in params.items() if k not in own}
-        rest = {k: v for k, v in params.items() if k in own}
+        params = {k: v for k, v in params.items() if k in own}
         if image_params:
-            rest["image_params"] = {**(rest.get("image_params") or {}), **image_params}
-        return get_extractor("frames", image=name, **rest)
-    raise ConfigError(
-        f"{name!r} is a {got} extractor, not a {kind} one; choose one of {extractor_choices(kind)}"
-    )
+            params["image_params"] = {**(params.get("image_params") or {}), **image_params}
+    return get_extractor(name, **params)
 
 
 def get_extractor(name: str, **params: Any) -> Extractor:
