@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     lines = [r.summary() for r in result.reports.values()]
     for r in result.reports.values():
         for f in r.failures[:10]:
-            lines.append(f"  unreadable: {f.source}: {f.reason}")
+            lines.append(f"  {r.modality} unreadable: {f.source}: {f.reason}")
         if r.n_failed > 10:
             lines.append(f"  ... and {r.n_failed - 10} more (see manifest.json)")
     lines.append(
