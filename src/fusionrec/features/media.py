@@ -179,12 +179,7 @@ def decode_frames(
     with open_container(path, limits) as container:
         stream = _first_stream(container, "video")
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        if width <= 0 or height <= 0:
-            raise MediaDecodeError("video stream without a frame size")
-        if width * height > max_pixels:
-            raise MediaDecodeError(f"frames too large ({width}x{height} > max_pixels={max_pixels})")
-        scale = min(1.0, max_side / max(width, height))
-        out_w, out_h = max(2, int(round(width * scale))), max(2, int(round(height * scale)))
+        _check_pixels(width, height, max_pixels)  # before any frame is decoded, when the header says
         stream.thread_type = "AUTO"
         frames: list[np.ndarray] = []
         next_t = 0.0
@@ -198,9 +193,10 @@ def decode_frames(
                 t = float(frame.time) - (first_t or 0.0) if frame.time is not None else next_t
                 if t > limits.max_seconds:
                     break
+                _check_pixels(frame.width, frame.height, max_pixels)  # streams may change size midway
                 last = frame
                 if t + 1e-6 >= next_t:
-                    frames.append(frame.to_ndarray(format="rgb24", width=out_w, height=out_h))
+                    frames.append(_rgb(frame, max_side))
                     next_t = t + 1.0 / fps
                     if len(frames) >= max_frames:
                         break
@@ -212,7 +208,28 @@ def decode_frames(
             if not frames and last is None:
                 raise MediaDecodeError(f"corrupt video ({_ffmpeg_reason(e)})") from None
         if not frames and last is not None:
-            frames.append(last.to_ndarray(format="rgb24", width=out_w, height=out_h))
+            frames.append(_rgb(last, max_side))
     if not frames:
         raise MediaDecodeError("no video frames decoded")
+    if len({f.shape for f in frames}) > 1:  # a size change midway: bring every frame to the first's size
+        from PIL import Image
+
+        h, w = frames[0].shape[:2]
+        frames = [
+            f if f.shape[:2] == (h, w) else np.asarray(Image.fromarray(f).resize((w, h))) for f in frames
+        ]
     return np.stack(frames)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise MediaDecodeError(f"frames too large ({width}x{height} > max_pixels={max_pixels})")
+
+
+def _rgb(frame: Any, max_side: int) -> np.ndarray:
+    """RGB uint8 array of a decoded frame, scaled by FFmpeg so its longer side is at most ``max_side``."""
+    w, h = int(frame.width), int(frame.height)
+    if w <= 0 or h <= 0:
+        raise MediaDecodeError("video frame without a size")
+    scale = min(1.0, max_side / max(w, h))
+    return frame.to_ndarray(format="rgb24", width=max(2, round(w * scale)), height=max(2, round(h * scale)))
