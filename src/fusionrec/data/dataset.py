@@ -76,23 +76,39 @@ class IdMap:
 
 @dataclass
 class ItemContent:
-    """Raw content per item, aligned with the item id map: text and an optional local image path."""
+    """Raw content per item, aligned with the item id map: text and optional local image / audio / video paths."""
 
     texts: list[str]
     image_paths: list[str | None]
     titles: list[str] | None = None
     extra: dict[str, list[str]] = field(default_factory=dict)  # e.g. genres, used by tests and reports
+    audio_paths: list[str | None] | None = None  # None: no item has audio
+    video_paths: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
+    def paths(self, kind: str) -> list[str | None]:
+        """Per-item file paths of one media kind (``image``, ``audio``, ``video``); None where absent."""
+        by_kind = {"image": self.image_paths, "audio": self.audio_paths, "video": self.video_paths}
+        if kind not in by_kind:
+            raise DataError(f"item content has no {kind!r} paths (kinds: image, audio, video)")
+        got = by_kind[kind]
+        return list(got) if got is not None else [None] * len(self)
+
     def subset(self, idx: np.ndarray) -> ItemContent:
         pick = [int(i) for i in idx]
+
+        def take(values: list | None) -> list | None:
+            return None if values is None else [values[i] for i in pick]
+
         return ItemContent(
             texts=[self.texts[i] for i in pick],
             image_paths=[self.image_paths[i] for i in pick],
-            titles=None if self.titles is None else [self.titles[i] for i in pick],
+            titles=take(self.titles),
             extra={k: [v[i] for i in pick] for k, v in self.extra.items()},
+            audio_paths=take(self.audio_paths),
+            video_paths=take(self.video_paths),
         )
 
 

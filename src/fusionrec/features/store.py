@@ -6,10 +6,11 @@ Layout under the root (default ``~/.cache/fusionrec/features``, or ``$FUSIONREC_
     <config-hash>/shard-*.npz          keys (content hashes), values (n, d) float32, present, reason
     fitted/<fit-hash>.npz              learned state of fitted extractors (codebooks, vocabularies, topics)
 
-A content hash is the BLAKE2b digest of the text (UTF-8) or of the image file's bytes, so renaming or moving a
-file costs nothing and editing it re-extracts exactly that item. Unreadable images are cached too (with their
-reason) so a re-run reports them again without re-decoding. Shards are written atomically and merged when they
-pile up; two runs writing the same rows at once only produce duplicates, which are harmless.
+A content hash is the BLAKE2b digest of the text (UTF-8) or of the image / audio / video file's bytes, so
+renaming or moving a file costs nothing and editing it re-extracts exactly that item. Unreadable files are
+cached too (with their reason) so a re-run reports them again without re-decoding. Shards are written
+atomically and merged when they pile up; two runs writing the same rows at once only produce duplicates, which
+are harmless.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fusionrec.features.base import config_key, has_content
+from fusionrec.features.media import MediaDecodeError, open_regular
 
 log = logging.getLogger("fusionrec")
 
@@ -48,16 +51,20 @@ def bytes_key(data: bytes) -> str:
     return hashlib.blake2b(b"file\0" + bytes(data), digest_size=20).hexdigest()
 
 
-def file_key(path: str | os.PathLike) -> str:
+def file_key(path: str | os.PathLike, max_bytes: int | None = None) -> str:
+    """Hash of a regular file's bytes; raises ``MediaDecodeError`` for anything else (FIFOs, devices,
+    directories, files above ``max_bytes``) so hashing can neither block nor read without end."""
     h = hashlib.blake2b(b"file\0", digest_size=20)
-    with open(path, "rb") as f:
+    with open_regular(path, max_bytes if max_bytes is not None else sys.maxsize, allow_empty=True) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def content_keys(sources: Sequence[Any], kind: str) -> tuple[list[str | None], dict[int, str]]:
-    """Per-item content hash (None = no content) and ``{index: reason}`` for unreadable image paths."""
+def content_keys(
+    sources: Sequence[Any], kind: str, max_bytes: int | None = None
+) -> tuple[list[str | None], dict[int, str]]:
+    """Per-item content hash (None = no content) and ``{index: reason}`` for unreadable file paths."""
     keys: list[str | None] = []
     unreadable: dict[int, str] = {}
     for i, s in enumerate(sources):
@@ -69,10 +76,10 @@ def content_keys(sources: Sequence[Any], kind: str) -> tuple[list[str | None], d
             keys.append(bytes_key(s))
         else:
             try:
-                keys.append(file_key(s))
-            except FileNotFoundError:
+                keys.append(file_key(s, max_bytes))
+            except MediaDecodeError as e:
                 keys.append(None)
-                unreadable[i] = "file not found"
+                unreadable[i] = str(e)
             except OSError as e:
                 keys.append(None)
                 unreadable[i] = f"cannot read file ({e.strerror or e})"

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fusionrec.data.dataset import IdMap, ItemContent
+from fusionrec.data.media import attach_media, media_from_columns
 from fusionrec.errors import DataError
 
 log = logging.getLogger("fusionrec")
@@ -322,4 +323,6 @@ def item_content(
         found = images_by_id(folder, item_ids.to_list())
         paths = [p if p is not None else f for p, f in zip(paths, found, strict=True)]
         log.info("images: %d of %d items have an image", sum(p is not None for p in paths), n)
-    return ItemContent(texts=texts, image_paths=paths, titles=titles)
+    content = ItemContent(texts=texts, image_paths=paths, titles=titles)
+    media = media_from_columns(table, item_ids, base_dir or Path("."))  # audio / video path columns
+    return attach_media(content, media) or content

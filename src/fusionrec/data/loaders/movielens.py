@@ -8,6 +8,7 @@ from fusionrec.data.dataset import Dataset, IdMap, ItemContent
 from fusionrec.data.feature_dir import read_feature_dir
 from fusionrec.data.loaders.base import LoadOptions
 from fusionrec.data.loaders.common import images_by_id, interactions_from_frame, read_csv
+from fusionrec.data.media import attach_media, media_from_dirs
 
 
 def detect(path: Path) -> bool:
@@ -63,6 +64,7 @@ def load_movielens(root: Path, options: LoadOptions | None = None) -> Dataset:
         time_col="timestamp" if "timestamp" in df.columns else None,
     )
     content = movielens_content(root, iids)
+    content = attach_media(content, media_from_dirs(root, iids)) or content  # audio/{id}.wav, videos/{id}.mp4
     features = read_feature_dir(root / "features", iids) if (root / "features").is_dir() else None
     return Dataset(
         users,
