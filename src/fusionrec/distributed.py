@@ -89,6 +89,14 @@ def all_reduce_sum(values: np.ndarray, device: str = "cpu") -> np.ndarray:
     return t.cpu().numpy()
 
 
+def barrier() -> None:
+    """Wait for every rank (no-op in a one-process world)."""
+    if world().distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def shard_rows(m, w: World):
     """The rows of CSR ``m`` this rank owns (``row % size == rank``), others emptied; shape unchanged."""
     import scipy.sparse as sp

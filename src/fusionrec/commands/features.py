@@ -64,6 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache", help="feature cache directory (default: ~/.cache/fusionrec/features)")
     p.add_argument("--no-cache", action="store_true", help="extract everything, write no cache")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="extract only part I of N into the cache (0-based; a run without --shard then writes OUT); "
+        "under torchrun every rank takes its part and rank 0 writes OUT",
+    )
     add_output_args(p)
 
 
@@ -122,6 +128,23 @@ def run(args: argparse.Namespace) -> int:
         kwargs[m] = name
         kwargs[f"{m}_params"] = params[m]
         kwargs[f"{m}_name"] = getattr(args, f"{m}_name")
+    shard, world = _shard(args.shard)
+    if shard is not None:
+        part = run_extraction(ds, cache=cache, show_progress=not args.quiet, shard=shard, **kwargs)
+        n_done = sum(r.n_extracted for r in part.reports.values())
+        if not world.distributed:
+            emit(
+                args,
+                {"shard": list(shard), "extracted": n_done},
+                f"shard {shard[0]}/{shard[1]}: extracted {n_done} row(s) into the cache; "
+                f"run again without --shard to write {args.out}",
+            )
+            return 0
+        from fusionrec.distributed import barrier
+
+        barrier()  # every part is in the cache
+        if not world.is_main:
+            return 0
     result = run_extraction(ds, cache=cache, show_progress=not args.quiet, **kwargs)
     out = Path(args.out)
     if args.features_only:
@@ -154,3 +177,22 @@ def run(args: argparse.Namespace) -> int:
     )
     emit(args, payload, "\n".join(lines))
     return 0
+
+
+def _shard(text: str | None):
+    """(part, world): from ``--shard I/N``, else from torchrun's ranks, else no shard."""
+    from fusionrec.distributed import init, world
+    from fusionrec.errors import ConfigError
+
+    w = world()
+    if text:
+        i, sep, n = text.partition("/")
+        if not sep or not i.strip().isdigit() or not n.strip().isdigit() or int(n) < 1 or int(i) >= int(n):
+            raise ConfigError(f"--shard {text!r}: write I/N with 0 <= I < N, e.g. --shard 0/4")
+        if w.distributed:
+            raise ConfigError("--shard and torchrun both split the work; use one of them")
+        return (int(i), int(n)), w
+    if w.distributed:
+        w, _ = init("cpu")
+        return (w.rank, w.size), w
+    return None, w

@@ -112,8 +112,13 @@ def extract_modality(
     *,
     modality: str | None = None,
     store: FeatureStore | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
     """Run one extractor over ``items`` with the cache; returns ``(values, present, report)``.
+
+    ``shard=(i, n)`` extracts only the uncached contents whose hash falls in part ``i`` of ``n`` (into the
+    store; the returned rows of other parts are left absent): ``n`` processes fill the cache together, then
+    one run without a shard assembles every row from it.
 
     Only items whose content hash is not cached under the extractor's config are extracted; identical content
     is extracted once. Fitted extractors are fitted on the items with content (their state is cached too,
@@ -147,6 +152,8 @@ def extract_modality(
     if store is not None and uniq:
         u_vals, u_pres, hit, u_reason = store.lookup(config, uniq)  # type: ignore[arg-type]
     todo = np.flatnonzero(~hit)
+    if shard is not None:
+        todo = todo[[shard_of(uniq[j], shard[1]) == shard[0] for j in todo]]
     if len(todo):
         first = {}
         for i in have:
@@ -176,6 +183,11 @@ def extract_modality(
     report.n_no_content = n - len(have) - len(unreadable)
     report.seconds = time.perf_counter() - t0
     return values, present, report
+
+
+def shard_of(key: str, n_shards: int) -> int:
+    """The part (0..n-1) a content hash belongs to: identical content always lands in one part."""
+    return int(key[:12], 16) % n_shards
 
 
 def _describe(source: Any) -> str:
@@ -229,12 +241,22 @@ def run_extraction(
     image_dir: str | Path | None = None,
     cache: CacheSpec = None,
     show_progress: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> ExtractionResult:
-    """Extract the requested modalities of ``items``; see :func:`extract_features`."""
+    """Extract the requested modalities of ``items``; see :func:`extract_features`.
+
+    ``shard=(i, n)`` fills the cache with part ``i`` of ``n`` only (see :func:`extract_modality`).
+    """
     content = _content(items)
     if image_dir is not None:
         content = with_image_dir(items, image_dir)
     store = _store(cache)
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise ConfigError(f"shard {i}/{n}: the part must lie in 0..{n - 1}")
+        if store is None:
+            raise ConfigError("sharded extraction fills the feature cache; it cannot run with the cache off")
     result = ExtractionResult(features=Features())
     # (modality name, extractor spec, params, extractor kind, which content it reads)
     plan = []
@@ -268,7 +290,9 @@ def run_extraction(
         extractor = _make(spec, params, show_progress, kind)
         sources: ItemContent | list[Any] = content if reads == kind else content.paths(reads)
         try:
-            values, present, report = extract_modality(extractor, sources, modality=name, store=store)
+            values, present, report = extract_modality(
+                extractor, sources, modality=name, store=store, shard=shard
+            )
             config = extractor.config()
             state = extractor.state()
         finally:
