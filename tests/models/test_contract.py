@@ -308,10 +308,11 @@ def test_fold_in_user_prefers_the_users_group(name):
 
 
 @pytest.mark.parametrize("kind", ["distinct", "ties", "masked", "nan"])
-def test_top_k_fast_path_equals_plain_argpartition(kind):
-    # top_k filters large blocks by group maxima before sorting; it must return exactly what a plain
-    # argpartition + stable sort returns, ties and all, or metrics would shift between versions
-    from fusionrec.models.base import top_k
+def test_top_k_fast_path_equals_a_full_stable_sort(kind):
+    # top_k filters large blocks by group maxima before sorting; it must return exactly what a full stable
+    # sort returns (ties by lower index, at the cut too), or lists would differ between evaluation, the
+    # CLI and the server
+    from fusionrec.ranking import top_k
 
     rng = np.random.default_rng(7)
     s = rng.standard_normal((300, 3000)).astype(np.float32)
@@ -322,15 +323,18 @@ def test_top_k_fast_path_equals_plain_argpartition(kind):
         s[:5, 20:] = -np.inf  # fewer finite scores than k
     elif kind == "nan":
         s[rng.random(s.shape) < 0.01] = np.nan
+    clean = np.where(np.isnan(s), -np.inf, s)
     for k in (1, 20, 50):
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(s, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        want_val = np.take_along_axis(vals, order, axis=1)
-        want_idx = np.where(np.isfinite(want_val), np.take_along_axis(part, order, axis=1), -1)
+        order = np.argsort(-clean, axis=1, kind="stable")[:, :k]
+        want_val = np.take_along_axis(clean, order, axis=1)
+        want_idx = np.where(np.isfinite(want_val), order, -1)
         idx, val = top_k(s, k)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(val, want_val)
+        small_idx, _ = top_k(s[:20, :500], k)  # the plain path (small blocks) follows the same rule
+        ref = np.argsort(-clean[:20, :500], axis=1, kind="stable")[:, :k]
+        ref_val = np.take_along_axis(clean[:20, :500], ref, axis=1)
+        np.testing.assert_array_equal(small_idx, np.where(np.isfinite(ref_val), ref, -1))
 
 
 @pytest.mark.parametrize("name", MODELS)

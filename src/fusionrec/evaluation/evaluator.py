@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Split
 from fusionrec.evaluation.metrics import METRIC_FUNCS, coverage, novelty, parse_metric
-from fusionrec.models.base import mask_rows, top_k
+from fusionrec.ranking import mask_rows, top_k
 
 log = logging.getLogger("fusionrec")
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,6 +17,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError, NotFittedError
+from fusionrec.ranking import mask_rows, ridge_fold_in, top_k
 
 log = logging.getLogger("fusionrec")
 
@@ -267,15 +266,8 @@ class FactorModel(Recommender):
     def fold_in_user(self, item_idx: np.ndarray) -> np.ndarray:
         """Ridge solve for the user vector with item factors fixed, then score every item."""
         self.check_fitted()
-        V = self.item_factors_
-        item_idx = np.asarray(item_idx, dtype=np.int64)
-        if len(item_idx) == 0:
-            return np.zeros(V.shape[0], np.float32)
-        Vi = V[item_idx]
-        reg = float(getattr(self, "reg", 0.01) or 0.01) * max(1, len(item_idx))
-        A = Vi.T @ Vi + reg * np.eye(V.shape[1], dtype=V.dtype)
-        u = np.linalg.solve(A, Vi.sum(axis=0))
-        return (V @ u).astype(np.float32)
+        u = ridge_fold_in(self.item_factors_, item_idx, getattr(self, "reg", None))
+        return (self.item_factors_ @ u).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -285,93 +277,6 @@ def as_csr(m: sp.spmatrix) -> sp.csr_matrix:
     m = sp.csr_matrix(m, dtype=np.float32)
     m.sort_indices()
     return m
-
-
-def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix, users: np.ndarray) -> None:
-    """Set ``scores[r, j] = -inf`` for every item j in ``exclude[users[r]]`` (in place, vectorised)."""
-    sub = exclude[users]
-    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-    cols = sub.indices
-    ok = cols < scores.shape[1]
-    scores[rows[ok], cols[ok]] = -np.inf
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k by partial sort, best first; pads with -1 / -inf when fewer than k are finite."""
-    n, m = scores.shape
-    if k <= 0:
-        raise ConfigError(f"k must be a positive integer; got {k}")
-    kk = min(k, m)
-    if kk < m:
-        part = _top_partition(scores, kk)
-    else:
-        part = np.tile(np.arange(m), (n, 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1)
-    val = np.take_along_axis(part_scores, order, axis=1)
-    idx = np.where(np.isfinite(val), idx, -1)
-    if kk < k:
-        idx = np.hstack([idx, np.full((n, k - kk), -1, idx.dtype)])
-        val = np.hstack([val, np.full((n, k - kk), -np.inf, val.dtype)])
-    return idx.astype(np.int64), val.astype(np.float32)
-
-
-def _top_partition(scores: np.ndarray, kk: int) -> np.ndarray:
-    """The same indices as ``argpartition(-scores, kk - 1, axis=1)[:, :kk]``, faster on large blocks.
-
-    Top-k is the evaluator's costliest step after scoring. A row's ``kk``-th largest group maximum (groups
-    of columns) bounds its ``kk``-th largest score from below, so only the few scores above it need
-    sorting. Rows where that cannot give argpartition's exact answer (ties within the top ``kk`` or at the
-    cut, fewer than ``kk`` candidates, NaN) are redone by argpartition itself, so ties resolve as before.
-    """
-    n, m = scores.shape
-    size = min(64, m // (4 * kk))  # items per group; there are m // size ≥ 4·kk groups
-    if scores.size < 200_000 or size < 4:
-        return _argpartition_rows(scores, kk)
-    groups = m // size
-    # Group g holds columns g, g + groups, g + 2·groups, ... (a strided max is one vectorised pass).
-    maxima = scores[:, : groups * size].reshape(n, size, groups).max(axis=1)
-    bound = np.partition(maxima, groups - kk, axis=1)[:, groups - kk]
-    flat = np.flatnonzero(scores >= bound[:, None])
-    if len(flat) > 8 * kk * n:  # heavy ties (e.g. one score for many items): the filter does not pay
-        return _argpartition_rows(scores, kk)
-    rows, cols = np.divmod(flat, m)
-    vals = scores.reshape(-1)[flat]
-    # by row, then score descending, ties by column (two stable sorts beat lexsort here)
-    order = np.argsort(-vals, kind="stable")
-    order = order[np.argsort(rows[order], kind="stable")]
-    cols, vals = cols[order], vals[order]
-    counts = np.bincount(rows, minlength=n)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ok = counts >= kk
-    pos = np.where(ok, first, 0)[:, None] + np.arange(kk)
-    top_vals = vals[np.minimum(pos, len(vals) - 1)] if len(vals) else np.zeros((n, kk), scores.dtype)
-    out = cols[np.minimum(pos, len(cols) - 1)] if len(cols) else np.zeros((n, kk), np.intp)
-    nxt = np.minimum(first + kk, len(vals) - 1)
-    tie_at_cut = (counts > kk) & (vals[nxt] == top_vals[:, -1]) if len(vals) else np.zeros(n, bool)
-    bad = ~ok | tie_at_cut | (top_vals[:, 1:] == top_vals[:, :-1]).any(axis=1)
-    bad_rows = np.flatnonzero(bad)
-    if len(bad_rows):
-        out[bad_rows] = _argpartition_rows(scores[bad_rows], kk)
-    return out.astype(np.intp, copy=False)
-
-
-def _argpartition_rows(scores: np.ndarray, kk: int) -> np.ndarray:
-    """``argpartition(-scores, kk - 1)[:, :kk]``; large blocks split by rows over threads (identical result)."""
-    n = scores.shape[0]
-
-    def part(rows: slice) -> np.ndarray:
-        return np.argpartition(-scores[rows], kk - 1, axis=1)[:, :kk]
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(cpus, 8, n, scores.size // 1_000_000)
-    if workers <= 1:
-        return part(slice(None))
-    bounds = np.linspace(0, n, workers + 1).astype(int)
-    chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    with ThreadPoolExecutor(workers) as pool:
-        return np.vstack(list(pool.map(part, chunks)))
 
 
 def _is_jsonable(v: Any) -> bool:
