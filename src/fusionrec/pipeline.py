@@ -8,6 +8,7 @@ from typing import Any
 
 from fusionrec.artifacts import Artifact
 from fusionrec.data.dataset import Dataset, Split
+from fusionrec.evaluation import VALIDATOR
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
 
@@ -32,7 +33,8 @@ def fit_artifact(
     """Fit ``model`` on the split's train part (valid for early stopping); returns the artifact and fit seconds."""
     features = ds.features if len(ds.features) else None
     t0 = time.perf_counter()
-    model.fit(split.train, features, valid=split.valid if split.valid.nnz else None)
+    valid = split.valid if split.valid.nnz else None
+    model.fit(split.train, features, valid=valid, validate=VALIDATOR if valid is not None else None)
     seconds = time.perf_counter() - t0
     info: dict[str, Any] = {
         "data_fingerprint": ds.fingerprint(),

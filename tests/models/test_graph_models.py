@@ -11,6 +11,7 @@ from _support import checkerboard
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import normalized_adjacency
 from fusionrec.errors import ConfigError
+from fusionrec.evaluation import VALIDATOR
 from fusionrec.models._torch import SparseAdj, resolve_device, sparse_tensor
 from fusionrec.models.bm3 import BM3
 from fusionrec.models.freedom import FREEDOM
@@ -147,7 +148,7 @@ def test_graph_models_beat_popularity_on_the_benchmark(benchmark_dir):
     split = split_dataset(ds, None, seed=2026)
     pop = evaluate(MostPopular().fit(split.train), split, on="valid").metrics["recall@20"]
     model = quiet(LightGCN(epochs=8, batch_size=4096, learning_rate=0.01, patience=0))
-    model.fit(split.train, valid=split.valid)
+    model.fit(split.train, valid=split.valid, validate=VALIDATOR)
     got = evaluate(model, split, on="valid").metrics["recall@20"]
     assert got > pop + 0.02, (got, pop)
     assert got == pytest.approx(model.best_valid_, rel=1e-6)

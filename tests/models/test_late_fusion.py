@@ -10,6 +10,7 @@ from _support import checkerboard
 from fusionrec.artifacts import Artifact, load_artifact, save_artifact
 from fusionrec.data.dataset import Features, IdMap
 from fusionrec.errors import ConfigError
+from fusionrec.evaluation import VALIDATOR
 from fusionrec.fusion.strategies import zscore_rows
 from fusionrec.models.late_fusion import LateFusion
 
@@ -43,7 +44,7 @@ def _fit(**kw) -> LateFusion:
     train, valid = _split(r)
     m = LateFusion(**kw)
     m.show_progress = False
-    return m.fit(train, _features(r.shape[1]), valid=valid)
+    return m.fit(train, _features(r.shape[1]), valid=valid, validate=VALIDATOR)
 
 
 def test_weights_switch_off_a_useless_model():
@@ -111,7 +112,7 @@ def test_forgetting_a_user_reaches_every_sub_model(tmp_path):
     from fusionrec.models import create_model
 
     X, V = checkerboard(), checkerboard(seed=1)
-    model = create_model("late-fusion", {"models": "als,ease,itemknn"}).fit(X, valid=V)
+    model = create_model("late-fusion", {"models": "als,ease,itemknn"}).fit(X, valid=V, validate=VALIDATOR)
     art = Artifact(model=model, user_ids=IdMap(range(X.shape[0])), item_ids=IdMap(range(X.shape[1])), train=X)
     before = model.score(np.arange(1, X.shape[0]))
     save_artifact(forget_user(art, 0), tmp_path / "lf")

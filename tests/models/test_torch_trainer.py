@@ -9,7 +9,7 @@ from _support import checkerboard
 
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
-from fusionrec.evaluation import evaluate_scores
+from fusionrec.evaluation import VALIDATOR, evaluate_scores
 from fusionrec.models.bpr_torch import BPRTorch
 
 
@@ -86,7 +86,7 @@ def test_early_stopping_keeps_best_valid_epoch():
     train, valid = _random_csr(seed=1, density=0.2), _random_csr(seed=2, density=0.05)
     valid = (valid - valid.multiply(train)).tocsr()
     valid.eliminate_zeros()
-    model = _fast(epochs=60, patience=3, learning_rate=0.1).fit(train, valid=valid)
+    model = _fast(epochs=60, patience=3, learning_rate=0.1).fit(train, valid=valid, validate=VALIDATOR)
     assert model.epochs_run_ < 60
     assert model.epochs_run_ - model.best_epoch_ == 3
     got = evaluate_scores(model.score, valid, train, metrics=("recall@20",)).metrics["recall@20"]
@@ -95,13 +95,17 @@ def test_early_stopping_keeps_best_valid_epoch():
 
 def test_eval_every_spaces_validation():
     train, valid = _random_csr(seed=1, density=0.2), _random_csr(seed=2, density=0.05)
-    model = _fast(epochs=6, eval_every=4, patience=1).fit(train, valid=valid)
+    model = _fast(epochs=6, eval_every=4, patience=1).fit(train, valid=valid, validate=VALIDATOR)
     assert model.best_epoch_ in (4, 6)
 
 
 def test_bad_settings_say_what_to_do():
+    board = checkerboard()
     with pytest.raises(ValueError, match="bad metric"):
-        _fast(early_stop_metric="recal20").fit(checkerboard())
+        _fast(early_stop_metric="recal20").fit(board, valid=board, validate=VALIDATOR)
+    # models do not import the evaluation layer: early stopping needs the evaluator passed in
+    with pytest.raises(ConfigError, match="validate=fusionrec.evaluation.VALIDATOR"):
+        _fast().fit(board, valid=board)
     with pytest.raises(ConfigError, match="positive"):
         _fast(epochs=0).fit(checkerboard())
     with pytest.raises(ConfigError, match="lower learning_rate"):

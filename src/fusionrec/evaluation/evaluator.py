@@ -151,3 +151,25 @@ def evaluate(
         train_degree=train_deg if by_activity else None,
         candidate_items=candidates,
     )
+
+
+class _EvaluatorValidation:
+    """The evaluator as the ``validate=`` callback of ``Recommender.fit`` (early stopping, fusion weights)."""
+
+    def check(self, metrics: Sequence[str]) -> None:
+        for m in metrics:
+            parse_metric(m)
+
+    def __call__(
+        self,
+        score: Callable[[np.ndarray], np.ndarray],
+        target: sp.csr_matrix,
+        exclude: sp.csr_matrix | None,
+        metrics: Sequence[str],
+        *,
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        return evaluate_scores(score, target, exclude, metrics=metrics, batch_size=batch_size).metrics
+
+
+VALIDATOR = _EvaluatorValidation()

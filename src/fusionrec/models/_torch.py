@@ -10,8 +10,9 @@ A torch model subclasses :class:`TorchRecommender` (any score function) or :clas
   ``_export_state(module) -> {attr_name_ending_in_underscore: ndarray}`` for models that score otherwise.
 
 The trainer handles seeding, device, thread count, vectorised negative sampling per epoch, shuffled
-minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept), progress bars and
-timing. After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
+minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept; the evaluator comes in
+as the ``fit(validate=...)`` callback, so models never import the evaluation layer), progress bars and timing.
+After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
 
 Torch is imported lazily inside methods so that importing a model module (e.g. for ``fusionrec models``) stays
 cheap.
@@ -30,7 +31,6 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
-from fusionrec.evaluation.metrics import parse_metric
 from fusionrec.models.base import FactorModel, Recommender
 
 if TYPE_CHECKING:
@@ -266,7 +266,8 @@ class TorchRecommender(Recommender):
         patience = int(self._hp("patience"))
         n_neg = max(1, int(self._hp("n_neg")))
         metric = str(self._hp("early_stop_metric"))
-        parse_metric(metric)  # fail early on a typo
+        if valid is not None and valid.nnz > 0:
+            self._validator_for("early stopping").check([metric])  # fail early on a typo
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise ConfigError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
         device = resolve_device(self._hp("device"))
@@ -386,16 +387,15 @@ class TorchRecommender(Recommender):
     def _validate(
         self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str
     ) -> float:
-        """Score ``valid`` with the shared evaluator on the exported numpy state (what serving uses)."""
-        from fusionrec.evaluation import evaluate_scores
-
+        """Score ``valid`` with the evaluator's callback on the exported numpy state (what serving uses)."""
+        validator = self._validator_for("early stopping")
         saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
         had_fitted = getattr(self, "fitted_", False)
         for k, v in state.items():
             setattr(self, k, v)
         self.fitted_ = True
         try:
-            res = evaluate_scores(self.score, valid, train, metrics=(metric,))
+            res = validator(self.score, valid, train, (metric,))
         finally:
             for k in state:
                 if k in saved:
@@ -404,7 +404,7 @@ class TorchRecommender(Recommender):
                     delattr(self, k)
             if not had_fitted:
                 del self.fitted_
-        return float(res.metrics[metric])
+        return float(res[metric])
 
 
 class TorchFactorModel(TorchRecommender, FactorModel):

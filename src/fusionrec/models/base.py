@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +21,27 @@ from fusionrec.errors import ConfigError, NotFittedError
 from fusionrec.ranking import mask_rows, ridge_fold_in, top_k
 
 log = logging.getLogger("fusionrec")
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+class Validator(Protocol):
+    """Scores a model on held-out interactions for early stopping; the evaluator implements it."""
+
+    def check(self, metrics: Sequence[str]) -> None:
+        """Raise ``ConfigError`` for metric names the evaluator does not know (before any training)."""
+
+    def __call__(
+        self,
+        score: ScoreFn,
+        target: sp.csr_matrix,
+        exclude: sp.csr_matrix | None,
+        metrics: Sequence[str],
+        *,
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        """Mean ``metrics`` of the lists ``score`` ranks for the users of ``target`` (``exclude`` masked)."""
+        ...
 
 
 class Recommender:
@@ -73,15 +95,35 @@ class Recommender:
         features: Features | None = None,
         *,
         valid: sp.csr_matrix | None = None,
+        validate: Validator | None = None,
     ) -> Recommender:
-        """Learn from ``user_items`` (binary CSR, users × items). ``valid`` enables early stopping where used."""
+        """Learn from ``user_items`` (binary CSR, users × items).
+
+        ``valid`` with ``validate`` (the evaluator as a callback: ``fusionrec.evaluation.VALIDATOR``) enables
+        early stopping and validation-weighted fusion where a model uses them; models never import the
+        evaluation layer themselves.
+        """
         user_items = as_csr(user_items)
         self._check_features(features)
         self._reset()
         self.n_users_, self.n_items_ = user_items.shape
-        self._fit(user_items, features, valid=None if valid is None else as_csr(valid))
+        self._validator = validate
+        try:
+            self._fit(user_items, features, valid=None if valid is None else as_csr(valid))
+        finally:
+            self._validator = None
         self.fitted_ = True
         return self
+
+    def _validator_for(self, purpose: str) -> Validator:
+        """The validation callback given to ``fit``; a clear error when a model needs one and has none."""
+        validator = getattr(self, "_validator", None)
+        if validator is None:
+            raise ConfigError(
+                f"model {self.name!r} uses the validation data for {purpose}: pass "
+                "validate=fusionrec.evaluation.VALIDATOR to fit() along with valid= (fit_artifact does)"
+            )
+        return validator
 
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None

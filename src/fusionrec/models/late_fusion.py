@@ -118,7 +118,7 @@ class LateFusion(Recommender):
                 model.random_state = int(self.random_state) + j
             model.show_progress = self.show_progress
             log.info("late-fusion: fitting %s %s", n, p)
-            model.fit(user_items, features, valid=valid)
+            model.fit(user_items, features, valid=valid, validate=getattr(self, "_validator", None))
             subs.append(model)
         self._subs = subs
         self.sub_names_ = names
@@ -146,19 +146,15 @@ class LateFusion(Recommender):
         )
 
     def _metrics(self) -> list[str]:
-        from fusionrec.evaluation.metrics import parse_metric
-
         names = [self.metric] if isinstance(self.metric, str) else list(self.metric)
         names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
-        for n in names:
-            parse_metric(n)  # fail early on a typo
+        self._validator_for("fitting the fusion weights").check(names)  # fail early on a typo
         if not names:
             raise ConfigError("late-fusion needs a validation metric, e.g. metric=recall@20")
         return names
 
     def _fit_weights(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> tuple[np.ndarray, float]:
-        from fusionrec.evaluation import evaluate_scores
-
+        validate = self._validator_for("fitting the fusion weights")
         metrics = self._metrics()
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         blocks = [zscore_rows(m.score(users)) for m in self._subs]
@@ -166,10 +162,8 @@ class LateFusion(Recommender):
         row[users] = np.arange(len(users))
 
         def objective(fused: np.ndarray) -> float:
-            res = evaluate_scores(
-                lambda u: fused[row[u]], valid, train, metrics=metrics, batch_size=len(users)
-            )
-            return float(np.mean([res.metrics[m] for m in metrics]))
+            res = validate(lambda u: fused[row[u]], valid, train, metrics, batch_size=len(users))
+            return float(np.mean([res[m] for m in metrics]))
 
         solo = [objective(b) for b in blocks]
         log.info(
