@@ -19,7 +19,6 @@ LAYERS = {
     "data": 1,
     "features": 2,
     "models": 3,
-    "fusion": 3,
     "artifacts": 3,
     "evaluation": 4,
     "pipeline": 5,

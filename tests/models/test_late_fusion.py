@@ -11,7 +11,7 @@ from fusionrec.artifacts import Artifact, load_artifact, save_artifact
 from fusionrec.data.dataset import Features, IdMap
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation import VALIDATOR
-from fusionrec.fusion.strategies import zscore_rows
+from fusionrec.models.fusion.scoring import zscore_rows
 from fusionrec.models.late_fusion import LateFusion
 
 VBPR_FAST = {"factors": 8, "epochs": 20, "learning_rate": 0.05, "batch_size": 128}

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.strategies import fit_weights, zscore_rows
 from fusionrec.models.base import Recommender
+from fusionrec.models.fusion.scoring import fit_weights, zscore_rows
 
 log = logging.getLogger("fusionrec")
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import item_item_knn_graph
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.content import ContentMixin, principal_basis
+from fusionrec.models.fusion.content import ContentMixin, principal_basis
 from fusionrec.models.lightgcn import LightGCN, propagate
 
 
