@@ -11,7 +11,7 @@ from fusionrec.data.graph import (
     fused_cosine,
     item_item_knn_graph,
     knn_cosine,
-    normalized_adjacency,
+    normalised_adjacency,
     prune_edges,
     unit_rows,
 )
@@ -27,7 +27,7 @@ def _random_csr(n_users=30, n_items=25, density=0.25, seed=0) -> sp.csr_matrix:
 
 def test_normalized_adjacency_matches_dense_formula():
     r = _random_csr()
-    a = normalized_adjacency(r)
+    a = normalised_adjacency(r)
     n_u, n_i = r.shape
     dense = np.zeros((n_u + n_i,) * 2)
     dense[:n_u, n_u:] = r.toarray()

@@ -31,7 +31,7 @@ FAST_PARAMS: dict[str, dict] = {
     "bpr": {"factors": 8, "epochs": 60, "learning_rate": 0.05},
     "bpr-torch": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "lightgcn": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
-    "freedom": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "knn_k": 5},
+    "freedom": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},
     "bm3": {"factors": 8, "batch_size": 64, "learning_rate": 0.02},
     "vbpr": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "late-fusion": {
@@ -42,7 +42,7 @@ FAST_PARAMS: dict[str, dict] = {
         },
     },
     "neural": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
-    "lattice": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "knn_k": 5},
+    "lattice": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},
 }
 AUTO_EPOCHS = 20
 
@@ -355,3 +355,22 @@ def test_forgetting_a_user_keeps_everyone_else_in_place(name):
     # user-based CF scores through the other users, and random draws per user index: both change by design
     if name not in ("userknn", "random"):
         np.testing.assert_allclose(scores, before, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, old, new",
+    [
+        ("freedom", "knn_k", "neighbors"),
+        ("freedom", "mm_layers", "item_layers"),
+        ("lattice", "knn_k", "neighbors"),
+    ],
+)
+def test_old_parameter_names_are_refused_with_the_new_one(name, old, new):
+    # one vocabulary: a renamed parameter must not silently fall back to its default
+    from fusionrec.models.registry import create_model
+
+    with pytest.raises(ConfigError, match=f"'{old}' is now called '{new}'"):
+        create_model(name, {old: 3})
+    # artifacts written before the rename still load
+    model = get_model_class(name).from_params({old: 3}, upgrade=True)
+    assert getattr(model, new) == 3

@@ -18,7 +18,7 @@ _BLOCK_ENTRIES = 4_000_000
 _DENSE_RHS_ENTRIES = 25_000_000
 
 
-def sym_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
+def sym_normalise(adj: sp.spmatrix) -> sp.csr_matrix:
     """``D^-1/2 A D^-1/2`` with D the row sums (rows with no edges stay empty)."""
     adj = sp.csr_matrix(adj, dtype=np.float32)
     deg = np.asarray(adj.sum(axis=1)).ravel()
@@ -38,7 +38,7 @@ def bipartite_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
     return sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
 
 
-def normalized_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
+def normalised_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
     """Symmetrically normalised user–item graph ``D^-1/2 [[0, R], [Rᵀ, 0]] D^-1/2`` (LightGCN).
 
     Users take rows/columns ``0..U-1`` and items ``U..U+I-1``.
@@ -48,7 +48,7 @@ def normalized_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
     He, Deng, Wang, Li, Zhang, Wang. LightGCN: Simplifying and Powering Graph Convolution Network for
     Recommendation. SIGIR 2020.
     """
-    return sym_normalize(bipartite_adjacency(user_items))
+    return sym_normalise(bipartite_adjacency(user_items))
 
 
 def prune_edges(
@@ -210,4 +210,4 @@ def item_item_knn_graph(
     knn = knn_cosine(features, k, include_self=include_self, present=present, block=block)
     knn.data = np.maximum(knn.data, 0.0) if weighted else np.ones_like(knn.data)
     knn.eliminate_zeros()
-    return sym_normalize(knn)
+    return sym_normalise(knn)

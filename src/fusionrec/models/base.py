@@ -24,6 +24,13 @@ log = logging.getLogger("fusionrec")
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
+# Parameter names of earlier versions → the one name every model now uses for that idea.
+RENAMED: dict[str, str] = {
+    "knn_k": "neighbors",
+    "mm_layers": "item_layers",
+    "lambda_coeff": "fixed_graph_weight",
+}
+
 
 class Validator(Protocol):
     """Scores a model on held-out interactions for early stopping; the evaluator implements it."""
@@ -78,8 +85,19 @@ class Recommender:
         return {k: getattr(self, k) for k in self.param_defaults()}
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Recommender:
+    def from_params(cls, params: dict[str, Any], *, upgrade: bool = False) -> Recommender:
+        """An instance from a parameter dict; names from earlier versions are refused with the new name
+        (``upgrade=True``, for stored artifacts, renames them instead)."""
         valid = cls.param_defaults()
+        old = {k: RENAMED[k] for k in params if k in RENAMED and k not in valid and RENAMED[k] in valid}
+        if old and upgrade:
+            params = {old.get(k, k): v for k, v in params.items()}
+        elif old:
+            raise ConfigError(
+                f"model {cls.name!r}: "
+                + "; ".join(f"parameter {k!r} is now called {v!r}" for k, v in old.items())
+                + " (one vocabulary across models)"
+            )
         unknown = sorted(set(params) - set(valid))
         if unknown:
             raise ConfigError(
