@@ -61,7 +61,8 @@ def test_score_is_sum_of_weighted_z_scores_and_shares():
     subs = m.sub_models
     expected = 0.5 * zscore_rows(subs[0].score(users)) + zscore_rows(subs[1].score(users))
     np.testing.assert_allclose(m.score(users), expected, rtol=1e-5, atol=1e-5)
-    shares = m.model_scores(users)
+    items = np.tile(np.arange(40), (len(users), 1))
+    shares = m.score_parts(users, items)
     assert list(shares) == ["most-popular", "vbpr"]
     np.testing.assert_allclose(sum(shares.values()), m.score(users), rtol=1e-5, atol=1e-5)
     assert m.fold_in_user(np.array([0, 2, 4])).shape == (40,)
@@ -71,7 +72,7 @@ def test_sub_models_get_distinct_seeds_from_ours():
     m = _fit(models="vbpr,vbpr", params=[VBPR_FAST, VBPR_FAST], weights=[1, 1], random_state=5)
     a, b = m.sub_models
     assert (a.random_state, b.random_state) == (5, 6)
-    assert list(m.model_scores(np.arange(2))) == ["vbpr#0", "vbpr#1"]
+    assert list(m.score_parts(np.arange(2), np.zeros((2, 1), np.int64))) == ["vbpr#0", "vbpr#1"]
 
 
 def test_save_load_round_trip(tmp_path):

@@ -68,6 +68,8 @@ class Recommender:
     supports_cold_items: ClassVar[bool] = False
     is_inner_product: ClassVar[bool] = False
     is_torch: ClassVar[bool] = False
+    #: what ``score_parts`` returns (see there)
+    explanation_kind: ClassVar[str] = "score-decomposition"
     # Progress bars during fit; not a hyperparameter (the CLI's --quiet turns it off per instance).
     show_progress: bool = True
 
@@ -182,6 +184,14 @@ class Recommender:
         The array is fresh (not a view of model state): callers mask it in place.
         """
         raise NotImplementedError
+
+    def score_parts(self, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Why ``items`` ``(n, k)`` score what they do for ``users`` ``(n,)``: ``{part: (n, k) array}``.
+
+        The one explanation method. Parts add up to the score; ``explanation_kind`` says what they are
+        ("score-decomposition": terms of the model's own formula; "model-share": weighted sub-model scores).
+        """
+        raise NotImplementedError(f"{self.name} does not break its scores into parts")
 
     def user_vectors(self) -> np.ndarray:
         raise NotImplementedError(f"{self.name} has no user vectors")

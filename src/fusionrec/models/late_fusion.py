@@ -110,7 +110,8 @@ class LateFusion(Recommender):
 
         names = self._model_names()
         sub_params = self._model_params(names)
-        self._metrics()  # a typo fails before any sub-model trains
+        if self.weights is None and valid is not None and valid.nnz:
+            self._metrics()  # a typo fails before any sub-model trains
         subs: list[Recommender] = []
         for j, (n, p) in enumerate(zip(names, sub_params, strict=True)):
             model = create_model(n, p)
@@ -184,12 +185,15 @@ class LateFusion(Recommender):
                 out += w * zscore_rows(m.score(users))
         return out
 
-    def model_scores(self, users: np.ndarray) -> dict[str, np.ndarray]:
-        """Weighted, z-normalised score of each sub-model (they sum to ``score``): per-model shares."""
+    explanation_kind = "model-share"
+
+    def score_parts(self, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Weighted, z-normalised score of each sub-model for ``items`` (they sum to ``score``)."""
         self.check_fitted()
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        items = np.asarray(items, dtype=np.int64).reshape(len(users), -1)
         return {
-            self._label(j): w * zscore_rows(m.score(users))
+            self._label(j): np.take_along_axis(w * zscore_rows(m.score(users)), items, axis=1)
             for j, (w, m) in enumerate(zip(self.weights_, self._subs, strict=True))
         }
 
