@@ -115,8 +115,9 @@ def test_bad_settings_say_what_to_do():
 def test_augmentation_only_in_training():
     import torch
 
-    model = _fast()
-    model.modality_dropout, model.feature_noise = 0.5, 0.0
+    from fusionrec.models.freedom import FREEDOM  # a model that exposes the augmentation settings
+
+    model = FREEDOM(modality_dropout=0.5, feature_noise=0.0)
     x = torch.ones(1000, 4)
     assert torch.equal(model._augment(x), x)
     model._training = True  # what the trainer sets around each epoch (with its seeded generator)
@@ -150,3 +151,23 @@ def test_thread_count_can_be_set_by_environment(monkeypatch):
         default_threads()
     monkeypatch.delenv("FUSIONREC_THREADS")
     assert 1 <= default_threads() <= 4
+
+
+def test_trainer_defaults_have_one_source():
+    # regression: constructors and TRAINER_DEFAULTS disagreed, and a missing attribute silently fell back
+    from fusionrec.models._torch import MODEL_TRAINER_PARAMS, TRAINER_DEFAULTS, TorchRecommender
+    from fusionrec.models.registry import get_model_class, model_names
+
+    torch_models = [get_model_class(n) for n in model_names() if get_model_class(n).is_torch]
+    assert len(torch_models) >= 6
+    for cls in torch_models:
+        assert issubclass(cls, TorchRecommender)
+        params = cls.param_defaults()
+        missing = [p for p in MODEL_TRAINER_PARAMS if p not in params]
+        assert not missing, f"{cls.name} must choose {missing} itself"
+        shared = {k: v for k, v in params.items() if k in TRAINER_DEFAULTS}
+        assert shared == {k: TRAINER_DEFAULTS[k] for k in shared}, cls.name
+    model = _fast()
+    del model.patience  # a constructor that forgot to store a parameter fails loudly
+    with pytest.raises(AttributeError):
+        model._hp("patience")

@@ -39,21 +39,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fusionrec")
 
-# Trainer knobs read with getattr so a subclass constructor only needs the ones it exposes.
+# The one source of the trainer's shared settings: a model that exposes one of these as a constructor
+# parameter uses the same default (tests/models/test_torch_trainer.py checks), one that does not gets it.
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "epochs": 100,
-    "learning_rate": 1e-3,
-    "batch_size": 2048,
-    "reg": 0.0,
     "random_state": 0,
     "device": "cpu",
     "eval_every": 1,
     "early_stop_metric": "recall@20",
-    "patience": 10,
     "modality_dropout": 0.0,
     "feature_noise": 0.0,
     "n_neg": 1,
 }
+# Settings every torch model chooses itself (its constructor's defaults were picked on validation).
+MODEL_TRAINER_PARAMS = ("epochs", "learning_rate", "batch_size", "reg", "patience")
 
 
 class Batch(NamedTuple):
@@ -187,8 +185,9 @@ def sparse_tensor(m: sp.spmatrix, device: str = "cpu") -> torch.Tensor:
 class TorchRecommender(Recommender):
     """Base of torch-trained models; see the module docstring for the hooks a subclass implements.
 
-    Hyperparameters the trainer reads (a subclass exposes them as keyword-only constructor arguments; absent
-    ones take ``TRAINER_DEFAULTS``): ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
+    Hyperparameters the trainer reads (keyword-only constructor arguments of the subclass, which must expose
+    ``MODEL_TRAINER_PARAMS``; shared ones it lacks take ``TRAINER_DEFAULTS``):
+    ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
     ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``early_stop_metric``, ``patience`` (evaluations
     without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``.
 
@@ -217,7 +216,12 @@ class TorchRecommender(Recommender):
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _hp(self, name: str) -> Any:
-        return getattr(self, name, TRAINER_DEFAULTS[name])
+        """A trainer setting: the model's own parameter where it has one, else the shared default."""
+        if name in self.param_defaults():
+            return getattr(self, name)  # no fallback: a parameter the constructor forgot to store fails here
+        if name not in TRAINER_DEFAULTS:
+            raise ConfigError(f"{self.name}: the trainer needs parameter {name!r}, which the model lacks")
+        return TRAINER_DEFAULTS[name]
 
     def _augment(self, feats: torch.Tensor) -> torch.Tensor:
         """Training-time augmentation for a ``(n, d)`` modality feature block against sparsity.
