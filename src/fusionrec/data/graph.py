@@ -167,15 +167,17 @@ def fused_cosine(
     which items have that content. Each item averages over the modalities both sides have; an item sharing
     none with the query scores -inf.
     """
-    total = count = None
+    if not queries:
+        raise DataError("no modality to compare by: the query has no content")
+    n_queries = len(np.atleast_2d(next(iter(queries.values()))))
+    n_items = len(next(iter(unit_features.values())))
+    total = np.zeros((n_queries, n_items), np.float32)
+    count = np.zeros(n_items, np.float32)
     for m, q in queries.items():
         ok = np.asarray(present[m], dtype=bool)
         sims = unit_rows(np.atleast_2d(q)) @ unit_features[m].T
-        part = np.where(ok[None, :], sims, 0.0)
-        total = part if total is None else total + part
-        count = ok.astype(np.float32) if count is None else count + ok
-    if total is None:
-        raise DataError("no modality to compare by: the query has no content")
+        total += np.where(ok[None, :], sims, 0.0)
+        count += ok
     return np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
 
 
