@@ -51,7 +51,9 @@ def itemknn_template(tmp_path_factory, demo_dataset):
     return save_artifact(art, tmp_path_factory.mktemp("t") / "itemknn")
 
 
-@pytest.mark.parametrize("template", ["als_template", "itemknn_template"])
+# als: vectors (ridge fold-in, cosine of item vectors); itemknn: the model's own fold-in; most-popular on
+# the movies with features: no item vectors, so similar items come from content (all modalities, or one)
+@pytest.mark.parametrize("template", ["als_template", "itemknn_template", "movies_pop_template"])
 def test_cli_python_and_server_agree(template, request, tmp_path, client_for):
     path = copy_artifact(request.getfixturevalue(template), tmp_path)
     art = load_artifact(path)
@@ -72,10 +74,12 @@ def test_cli_python_and_server_agree(template, request, tmp_path, client_for):
     same(server, python)
     assert not set(items) & set(ids(python))
 
-    if template == "als_template":
-        item = art.item_ids.raw(12)
-        python = similar_items(art, item, k=10)
-        server = c.get(f"/items/{item}/similar", params={"k": 10}).json()["items"]
-        same(cli(path, "--similar", item, "-k", 10), python)
+    if template == "itemknn_template":
+        return  # no item vectors and no content: nothing to compare items by
+    item = art.item_ids.raw(12)
+    for modality in ["all"] + (["text"] if template == "movies_pop_template" else []):
+        python = similar_items(art, item, k=10, modality=modality)
+        server = c.get(f"/items/{item}/similar", params={"k": 10, "modality": modality}).json()["items"]
+        same(cli(path, "--similar", item, "-k", 10, "--modality", modality), python)
         same(server, python)
         assert item not in ids(python)
