@@ -117,7 +117,7 @@ def load_artifact(path: str | Path) -> Artifact:
             f"{path}: artifact format {meta.get('format')} is not supported (expected {FORMAT_VERSION})"
         )
     cls = get_model_class(meta["model"])
-    model = cls.from_params(meta.get("params", {}))
+    model = cls.from_params(meta.get("params", {}), upgrade=True)
     arrays = load_file(str(path / "arrays.safetensors"))
     model.load_state(arrays, meta.get("state", {}))
     ids = json.loads((path / "idmaps.json").read_text())

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from fusionrec.artifacts import TRAIN_TIMES, Artifact
 from fusionrec.data.dataset import Dataset, Split
+from fusionrec.evaluation import VALIDATOR
 from fusionrec.evaluation.evaluator import sample_users_of
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
@@ -46,7 +47,7 @@ def fit_artifact(
     if valid is not None:
         valid = sample_users_of(valid, MAX_VALID_USERS, seed or 0)
     t0 = time.perf_counter()
-    model.fit(split.train, features, valid=valid)
+    model.fit(split.train, features, valid=valid, validate=VALIDATOR if valid is not None else None)
     seconds = time.perf_counter() - t0
     info: dict[str, Any] = {
         "data_fingerprint": ds.fingerprint(),

@@ -62,7 +62,7 @@ def _column(value: str | None) -> str | None:
 
 
 def add_split_args(p: argparse.ArgumentParser) -> None:
-    from fusionrec.data.splits import SPLITS
+    from fusionrec.data.methods import SPLITS
 
     p.add_argument(
         "--split", choices=SPLITS, help="split method (default: the data's own split, else ratio 8:1:1)"

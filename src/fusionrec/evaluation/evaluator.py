@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Split
 from fusionrec.evaluation.metrics import METRIC_FUNCS, coverage, novelty, parse_metric
-from fusionrec.models.base import mask_rows, top_k
+from fusionrec.ranking import mask_rows, top_k
 
 log = logging.getLogger("fusionrec")
 
@@ -171,3 +171,25 @@ def sample_users_of(target: sp.csr_matrix, n: int, seed: int) -> sp.csr_matrix:
     keep = np.zeros(target.shape[0], np.float32)
     keep[np.random.default_rng(seed).choice(users, n, replace=False)] = 1.0
     return sp.csr_matrix(sp.diags(keep) @ target)
+
+
+class _EvaluatorValidation:
+    """The evaluator as the ``validate=`` callback of ``Recommender.fit`` (early stopping, fusion weights)."""
+
+    def check(self, metrics: Sequence[str]) -> None:
+        for m in metrics:
+            parse_metric(m)
+
+    def __call__(
+        self,
+        score: Callable[[np.ndarray], np.ndarray],
+        target: sp.csr_matrix,
+        exclude: sp.csr_matrix | None,
+        metrics: Sequence[str],
+        *,
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        return evaluate_scores(score, target, exclude, metrics=metrics, batch_size=batch_size).metrics
+
+
+VALIDATOR = _EvaluatorValidation()

@@ -10,8 +10,9 @@ A torch model subclasses :class:`TorchRecommender` (any score function) or :clas
   ``_export_state(module) -> {attr_name_ending_in_underscore: ndarray}`` for models that score otherwise.
 
 The trainer handles seeding, device, thread count, vectorised negative sampling per epoch, shuffled
-minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept), progress bars and
-timing. After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
+minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept; the evaluator comes in
+as the ``fit(validate=...)`` callback, so models never import the evaluation layer), progress bars and timing.
+After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
 
 Torch is imported lazily inside methods so that importing a model module (e.g. for ``fusionrec models``) stays
 cheap.
@@ -31,7 +32,6 @@ from fusionrec import distributed
 from fusionrec.data.dataset import Features
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
-from fusionrec.evaluation.metrics import parse_metric
 from fusionrec.models.base import FactorModel, Recommender
 
 if TYPE_CHECKING:
@@ -40,21 +40,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fusionrec")
 
-# Trainer knobs read with getattr so a subclass constructor only needs the ones it exposes.
+# The one source of the trainer's shared settings: a model that exposes one of these as a constructor
+# parameter uses the same default (tests/models/test_torch_trainer.py checks), one that does not gets it.
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "epochs": 100,
-    "learning_rate": 1e-3,
-    "batch_size": 2048,
-    "reg": 0.0,
     "random_state": 0,
     "device": "cpu",
     "eval_every": 1,
     "early_stop_metric": "recall@20",
-    "patience": 10,
     "modality_dropout": 0.0,
     "feature_noise": 0.0,
     "n_neg": 1,
 }
+# Settings every torch model chooses itself (its constructor's defaults were picked on validation).
+MODEL_TRAINER_PARAMS = ("epochs", "learning_rate", "batch_size", "reg", "patience")
 
 
 class Batch(NamedTuple):
@@ -188,8 +186,9 @@ def sparse_tensor(m: sp.spmatrix, device: str = "cpu") -> torch.Tensor:
 class TorchRecommender(Recommender):
     """Base of torch-trained models; see the module docstring for the hooks a subclass implements.
 
-    Hyperparameters the trainer reads (a subclass exposes them as keyword-only constructor arguments; absent
-    ones take ``TRAINER_DEFAULTS``): ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
+    Hyperparameters the trainer reads (keyword-only constructor arguments of the subclass, which must expose
+    ``MODEL_TRAINER_PARAMS``; shared ones it lacks take ``TRAINER_DEFAULTS``):
+    ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
     ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``early_stop_metric``, ``patience`` (evaluations
     without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``.
 
@@ -219,7 +218,12 @@ class TorchRecommender(Recommender):
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _hp(self, name: str) -> Any:
-        return getattr(self, name, TRAINER_DEFAULTS[name])
+        """A trainer setting: the model's own parameter where it has one, else the shared default."""
+        if name in self.param_defaults():
+            return getattr(self, name)  # no fallback: a parameter the constructor forgot to store fails here
+        if name not in TRAINER_DEFAULTS:
+            raise ConfigError(f"{self.name}: the trainer needs parameter {name!r}, which the model lacks")
+        return TRAINER_DEFAULTS[name]
 
     def _augment(self, feats: torch.Tensor) -> torch.Tensor:
         """Training-time augmentation for a ``(n, d)`` modality feature block against sparsity.
@@ -268,7 +272,8 @@ class TorchRecommender(Recommender):
         patience = int(self._hp("patience"))
         n_neg = max(1, int(self._hp("n_neg")))
         metric = str(self._hp("early_stop_metric"))
-        parse_metric(metric)  # fail early on a typo
+        if valid is not None and valid.nnz > 0:
+            self._validator_for("early stopping").check([metric])  # fail early on a typo
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise ConfigError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
         device = resolve_device(self._hp("device"))
@@ -426,20 +431,19 @@ class TorchRecommender(Recommender):
         world: distributed.World | None = None,
         device: str = "cpu",
     ) -> float:
-        """Score ``valid`` with the shared evaluator on the exported numpy state (what serving uses).
+        """Score ``valid`` with the evaluator's callback on the exported numpy state (what serving uses).
 
         Under several processes each rank holds its share of the valid users; the metric is their
         user-weighted mean, gathered with one all-reduce, so every rank takes the same early-stopping step.
         """
-        from fusionrec.evaluation import evaluate_scores
-
+        validator = self._validator_for("early stopping")
         saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
         had_fitted = getattr(self, "fitted_", False)
         for k, v in state.items():
             setattr(self, k, v)
         self.fitted_ = True
         try:
-            res = evaluate_scores(self.score, valid, train, metrics=(metric,))
+            res = validator(self.score, valid, train, (metric,))
         finally:
             for k in state:
                 if k in saved:
@@ -449,11 +453,10 @@ class TorchRecommender(Recommender):
             if not had_fitted:
                 del self.fitted_
         if world is not None and world.distributed:
-            total, count = distributed.all_reduce_sum(
-                np.array([res.metrics[metric] * len(res.users), len(res.users)]), device
-            )
+            users = float(np.count_nonzero(np.diff(valid.indptr)))  # the evaluator averages over these
+            total, count = distributed.all_reduce_sum(np.array([res[metric] * users, users]), device)
             return float(total / max(count, 1.0))
-        return float(res.metrics[metric])
+        return float(res[metric])
 
 
 def _distributed_loss(model: TorchRecommender, module: nn.Module, world: distributed.World, probe: Batch):

@@ -30,9 +30,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fusionrec import __version__
+from fusionrec import __version__, recommend
 from fusionrec.errors import ConfigError, DataError, NotFittedError, UnknownItemError, UnknownUserError
-from fusionrec.serving import schemas
+from fusionrec.serving import catalog, schemas
 from fusionrec.serving.state import (
     ConflictError,
     Ranked,
@@ -155,8 +155,9 @@ def create_app(
         tags=["recommendations"],
     )
     async def fold_in_recommendations(body: schemas.FoldInRequest) -> JSONResponse:
-        items = [str(i) for i in body.items]
-        snap, ranked = state.recommend_items(items, body.k, exclude_seen=body.exclude_seen)
+        snap = state.current()
+        items = recommend.item_indices(snap.view, [str(i) for i in body.items])
+        ranked = recommend.rank_fold_in(snap.view, items, body.k, exclude_seen=body.exclude_seen)
         return JSONResponse(_recs(snap, ranked, body.k, None, None))
 
     @app.get(
@@ -166,7 +167,7 @@ def create_app(
         tags=["items"],
     )
     async def item(item_id: str) -> JSONResponse:
-        return JSONResponse(state.item_info(item_id))
+        return JSONResponse(recommend.item_info(state.current().view, item_id))
 
     @app.get(
         "/items/{item_id}/similar",
@@ -179,7 +180,8 @@ def create_app(
         k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
         modality: Annotated[str, Query(max_length=100, description="a modality name, or 'all'")] = "all",
     ) -> JSONResponse:
-        snap, ranked = state.similar_items(item_id, k, modality)
+        snap = state.current()
+        ranked = recommend.rank_similar(snap.view, recommend.item_index(snap.view, item_id), k, modality)
         body = {
             "item_id": item_id,
             "modality": modality,
@@ -212,7 +214,7 @@ def create_app(
         if data is not None and not data:
             data = None
         # feature extraction (CNN / sentence model) is slow: keep it off the event loop
-        out = await run_in_threadpool(state.add_item, item_id, title=title, text=text, image=data)
+        out = await run_in_threadpool(catalog.add_item, state, item_id, title=title, text=text, image=data)
         return JSONResponse(out, status_code=201)
 
     @app.delete(
@@ -222,7 +224,7 @@ def create_app(
         tags=["users"],
     )
     async def forget(user_id: str) -> JSONResponse:
-        return JSONResponse(await run_in_threadpool(state.forget_user, user_id))
+        return JSONResponse(await run_in_threadpool(catalog.forget_user, state, user_id))
 
     return app
 
@@ -275,8 +277,11 @@ def single_threaded_numerics() -> None:
 def _user_recommendations(
     state: ServingState, user_id: str, k: int, exclude_seen: bool, explain: bool
 ) -> JSONResponse:
-    snap, ranked = state.recommend_user(user_id, k, exclude_seen=exclude_seen)
-    explanations = state.explain(snap, ranked) if explain else None
+    snap = state.current()
+    ranked = recommend.rank_user(
+        snap.view, recommend.user_index(snap.view, user_id), k, exclude_seen=exclude_seen
+    )
+    explanations = recommend.explain(snap.view, ranked) if explain else None
     return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
 
 

@@ -25,8 +25,9 @@ from fastapi.responses import JSONResponse, Response
 
 from fusionrec.artifacts import TRAIN_TIMES
 from fusionrec.errors import UnknownItemError
+from fusionrec.recommend import extend_scores, item_index, item_indices, user_index
 from fusionrec.serving import schemas
-from fusionrec.serving.state import ServingState, Snapshot, _extend_scores
+from fusionrec.serving.state import ServingState, Snapshot
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_LIST = 500
@@ -74,7 +75,7 @@ def web_router(state: ServingState) -> APIRouter:
     @router.get("/web/users/{user_id}/history", tags=["web"])
     async def history(user_id: str, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50) -> JSONResponse:
         snap = state.current()
-        u = state.user_index(snap, user_id)
+        u = user_index(snap.view, user_id)
         train = snap.art.train
         lo, hi = int(train.indptr[u]), int(train.indptr[u + 1])
         items = train.indices[lo:hi].astype(np.int64)
@@ -102,7 +103,7 @@ def web_router(state: ServingState) -> APIRouter:
     @router.get("/web/items", tags=["web"])
     async def items(ids: Annotated[list[str], Query(max_length=MAX_LIST)]) -> JSONResponse:
         snap = state.current()
-        idx = state.item_indices(snap, ids)
+        idx = item_indices(snap.view, ids)
         return JSONResponse({"items": [_card(snap, int(i)) for i in idx.tolist()]})
 
     @router.get(
@@ -113,7 +114,7 @@ def web_router(state: ServingState) -> APIRouter:
     )
     def image(item_id: str) -> Response:
         snap = state.current()
-        i = state.item_index(snap, item_id)
+        i = item_index(snap.view, item_id)
         found = _image_file(snap, i)
         if found is None:
             raise UnknownItemError(f"item {item_id!r} has no image; show its title instead")
@@ -131,7 +132,7 @@ def web_router(state: ServingState) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 20,
     ) -> JSONResponse:
         snap = state.current()
-        i = state.item_index(snap, item_id)
+        i = item_index(snap.view, item_id)
         return JSONResponse(_audience(snap, i, k, limit))
 
     return router
@@ -205,4 +206,4 @@ def _block_scores(snap: Snapshot, users: np.ndarray) -> np.ndarray:
     """Scores of every catalogue item (added ones included) for a block of users, as the server ranks them."""
     if snap.inner_product:
         return np.asarray(snap.user_vecs[users] @ snap.item_vecs.T, np.float32)  # type: ignore[index,union-attr]
-    return _extend_scores(snap, np.asarray(snap.model.score(users), np.float32)[:, : snap.n_model])
+    return extend_scores(snap.view, np.asarray(snap.model.score(users), np.float32)[:, : snap.n_model])
