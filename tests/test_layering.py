@@ -16,6 +16,7 @@ LAYERS = {
     "fusionrec": 0,  # __init__: the version only
     "errors": 0,
     "ranking": 0,
+    "distributed": 0,  # torch.distributed process group helpers, used by the trainer and the commands
     "data": 1,
     "features": 2,
     "models": 3,
@@ -23,9 +24,13 @@ LAYERS = {
     "evaluation": 4,
     "pipeline": 5,
     "recommend": 5,
+    "experiment": 6,  # runs commands: load options, grids
+    "report": 5,
+    "tracking": 5,
     "serving": 6,
     "commands": 6,
     "cli": 6,
+    "__main__": 6,
 }
 
 

@@ -17,18 +17,18 @@ def add_output_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag: str = "--format") -> None:
-    from fusionrec.data.loaders import LOADERS
+    from fusionrec.data.methods import FORMATS
 
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
         required=required,
-        help="data directory or file (" + ", ".join(n for n in LOADERS if n != "demo") + "), or 'demo'",
+        help="data directory or file (" + ", ".join(n for n in FORMATS if n != "demo") + "), or 'demo'",
     )
     g.add_argument(
         format_flag,
         dest="data_format",
-        choices=list(LOADERS),
+        choices=list(FORMATS),
         help="force a loader (default: detected from the path)",
     )
     g.add_argument(
