@@ -48,7 +48,18 @@ def recommend_for_user(
     if explain and rows:
         for r, parts in zip(rows, explain_items(art, u, [r["item_id"] for r in rows]), strict=True):
             r["explanation"] = parts
+        if art.model.task == "rating":
+            for r, rating in zip(rows, predicted_ratings(art, [r["score"] for r in rows]), strict=True):
+                r["predicted_rating"] = rating
     return rows
+
+
+def predicted_ratings(art: Artifact, scores: list[float]) -> list[float]:
+    """A rating model's scores as ratings on the training scale (clipped to the training ratings' range)."""
+    values = np.asarray(scores, dtype=np.float64)
+    if art.train.nnz:
+        values = np.clip(values, float(art.train.data.min()), float(art.train.data.max()))
+    return [float(v) for v in values]
 
 
 def explain_items(art: Artifact, user: int, item_ids: list[str]) -> list[dict[str, float]]:

@@ -17,7 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-k", type=int, default=10, help="number of items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not hide the user's training items")
-    p.add_argument("--explain", action="store_true", help="show each modality's contribution per item")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="show each modality's (or part's) contribution per item; rating models: the predicted rating",
+    )
     add_output_args(p)
 
 
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     for r in recs:
         title = f"  {r['title']}" if r.get("title") else ""
         line = f"{r['rank']:>3}. {r['item_id']:<10} {r['score']:.4f}{title}"
+        if "predicted_rating" in r:
+            line += f"  predicted rating {r['predicted_rating']:.2f}"
         if r.get("explanation"):
             line += "  [" + ", ".join(f"{m}: {v:+.3f}" for m, v in r["explanation"].items()) + "]"
         lines.append(line)
