@@ -74,3 +74,72 @@ def test_bad_settings_say_what_to_fix():
         BiasedMF(learning_rate=50.0, epochs=3, factors=4).fit(train)
     with pytest.raises(ConfigError, match="at least one"):
         BiasedMF().fit(sp.csr_matrix((3, 3), dtype=np.float32))
+
+
+def _per_rating_sgd(train, *, factors, epochs, lr, reg, init_std, seed, implicit):
+    """Funk's SGD (and SVD++'s) one rating at a time, in the order the model draws: the reference."""
+    n_users, n_items = train.shape
+    users = np.repeat(np.arange(n_users), np.diff(train.indptr))
+    items, r = train.indices, train.data.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    P = rng.normal(0, init_std, (n_users, factors)).astype(np.float32).astype(np.float64)
+    Q = rng.normal(0, init_std, (n_items, factors)).astype(np.float32).astype(np.float64)
+    Y = np.zeros((n_items, factors))
+    bu, bi, mu = np.zeros(n_users), np.zeros(n_items), r.mean()
+    rated = [train.indices[train.indptr[u] : train.indptr[u + 1]] for u in range(n_users)]
+    for _ in range(epochs):
+        for j in rng.permutation(len(r)):
+            u, i = users[j], items[j]
+            norm = 1 / np.sqrt(len(rated[u]))
+            pu = P[u] + (norm * Y[rated[u]].sum(0) if implicit else 0)
+            e = r[j] - (mu + bu[u] + bi[i] + pu @ Q[i])
+            bu[u] += lr * (e - reg * bu[u])
+            bi[i] += lr * (e - reg * bi[i])
+            P[u] += lr * (e * Q[i] - reg * P[u])
+            if implicit:
+                Y[rated[u]] += lr * (e * norm * Q[i] - reg * Y[rated[u]])
+            Q[i] += lr * (e * pu - reg * Q[i])
+    users_all = np.repeat(np.arange(n_users), n_items)
+    items_all = np.tile(np.arange(n_items), n_users)
+    eff = P + (
+        np.vstack([Y[rated[u]].sum(0) / np.sqrt(len(rated[u])) for u in range(n_users)]) if implicit else 0
+    )
+    return (mu + bu[users_all] + bi[items_all] + (eff[users_all] * Q[items_all]).sum(1)).reshape(
+        n_users, n_items
+    )
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_batches_of_one_are_exactly_per_rating_sgd(implicit):
+    # the vectorised minibatch step must reduce to the textbook per-rating update (SVD++ included)
+    rng = np.random.RandomState(3)
+    dense = np.where(rng.rand(6, 5) < 0.6, rng.randint(1, 6, (6, 5)), 0).astype(np.float32)
+    train = sp.csr_matrix(dense)
+    settings = {"factors": 3, "epochs": 4, "lr": 0.05, "reg": 0.03, "init_std": 0.1, "seed": 5}
+    want = _per_rating_sgd(train, implicit=implicit, **settings)
+    m = BiasedMF(
+        factors=3,
+        epochs=4,
+        learning_rate=0.05,
+        reg=0.03,
+        init_std=0.1,
+        random_state=5,
+        batch_size=1,
+        implicit=implicit,
+    )
+    m.show_progress = False
+    m.fit(train)
+    np.testing.assert_allclose(m.score(np.arange(6)), want, rtol=1e-4, atol=1e-4)
+
+
+def test_svdpp_learns_and_folds_in_from_items_alone():
+    train, _, test = planted()
+    plain = evaluate_ratings(_fit(), test, train=train).metrics["rmse"]
+    m = _fit(implicit=True)
+    assert evaluate_ratings(m, test, train=train).metrics["rmse"] < plain * 1.05
+    assert m.item_implicit_.shape == (150, 8) and np.abs(m.item_implicit_).sum() > 0
+    liked = train[0].indices[np.argsort(-train[0].data)[:10]]
+    s = m.fold_in_user(liked)
+    assert s.shape == (150,) and np.isfinite(s).all()
+    # a new user who liked user 0's favourites is predicted to rate like user 0 (correlated scores)
+    assert np.corrcoef(s, m.score(np.array([0]))[0])[0, 1] > 0.5

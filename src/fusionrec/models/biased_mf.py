@@ -45,13 +45,17 @@ class BiasedMF(Recommender):
         Standard deviation of the normal initial factors.
     patience : int
         Epochs without a better validation RMSE before stopping (0: never stop early).
+    implicit : bool
+        SVD++: add ``|N(u)|^-½ Σ_{j ∈ N(u)} y_j`` over the items ``N(u)`` the user rated in train to the
+        user factor (learnt ``y_j`` per item; slower to fit, scored alike).
     random_state : int or None
         Seed of the initial factors and the rating order.
 
     References
     ----------
     Funk, "Netflix Update: Try This at Home", 2006; Koren, Bell & Volinsky, "Matrix factorization
-    techniques for recommender systems", IEEE Computer 2009.
+    techniques for recommender systems", IEEE Computer 2009; Koren, "Factorization meets the
+    neighborhood: a multifaceted collaborative filtering model", KDD 2008 (SVD++).
     """
 
     name = "biased-mf"
@@ -69,6 +73,7 @@ class BiasedMF(Recommender):
         batch_size: int = 1024,
         init_std: float = 0.1,
         patience: int = 10,
+        implicit: bool = False,
         random_state: int | None = 0,
     ) -> None:
         self.factors = factors
@@ -79,6 +84,7 @@ class BiasedMF(Recommender):
         self.batch_size = batch_size
         self.init_std = init_std
         self.patience = patience
+        self.implicit = implicit
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
@@ -117,6 +123,9 @@ class BiasedMF(Recommender):
         P = rng.normal(0.0, float(self.init_std), (n_users, k)).astype(np.float32)
         Q = rng.normal(0.0, float(self.init_std), (n_items, k)).astype(np.float32)
         bu, bi = np.zeros(n_users, np.float32), np.zeros(n_items, np.float32)
+        # SVD++: the user factor gains |N(u)|^-½ Σ_{j ∈ N(u)} y_j over the items N(u) the user rated
+        implicit = _implicit_matrix(user_items) if self.implicit else None
+        Y = np.zeros((n_items, k), np.float32) if implicit is not None else None
         self.global_mean_ = mu
         self.rating_max_ = float(ratings.max())
         check = valid is not None and valid.nnz > 0
@@ -135,22 +144,35 @@ class BiasedMF(Recommender):
                     idx = order[start : start + int(self.batch_size)]
                     u, i = users[idx], items[idx]
                     pu, qi = P[u], Q[i]
-                    err = ratings[idx] - (mu + bu[u] + bi[i] + np.einsum("bk,bk->b", pu, qi))
+                    if implicit is not None:
+                        uniq, inv = np.unique(u, return_inverse=True)
+                        rows = implicit[uniq]
+                        pu_eff = pu + (rows @ Y)[inv]
+                    else:
+                        pu_eff = pu
+                    err = ratings[idx] - (mu + bu[u] + bi[i] + np.einsum("bk,bk->b", pu_eff, qi))
                     bu += lr * np.bincount(u, err - reg_b * bu[u], minlength=n_users)
                     bi += lr * np.bincount(i, err - reg_b * bi[i], minlength=n_items)
                     _scatter_add(P, u, lr * (err[:, None] * qi - reg * pu))
-                    _scatter_add(Q, i, lr * (err[:, None] * pu - reg * qi))
-            if not (np.isfinite(P).all() and np.isfinite(Q).all() and np.isfinite(bu).all()):
+                    _scatter_add(Q, i, lr * (err[:, None] * pu_eff - reg * qi))
+                    if implicit is not None:
+                        # each rating of u moves every y_j of N(u) by lr·(e·|N(u)|^-½·q_i − reg·y_j)
+                        grad = _group_sum(inv, len(uniq), err[:, None] * qi)
+                        times = np.bincount(inv, minlength=len(uniq)).astype(np.float32)
+                        decay = (rows.astype(bool).T @ times).astype(np.float32)
+                        Y += lr * np.asarray(rows.T @ grad) - (lr * reg) * decay[:, None] * Y
+            finite = [np.isfinite(x).all() for x in (P, Q, bu, bi) + ((Y,) if Y is not None else ())]
+            if not all(finite):
                 raise ConfigError(
                     f"biased-mf: training diverged at epoch {epoch}; lower learning_rate or raise reg"
                 )
             if check:
-                self._set_state(P, Q, bu, bi)
+                self._set_state(P, Q, bu, bi, implicit, Y)
                 val = self._valid_rmse(valid)  # type: ignore[arg-type]
                 if bar is not None:
                     bar.set_postfix(rmse=f"{val:.4f}")
                 if val < best[0]:
-                    best = (val, epoch, (P.copy(), Q.copy(), bu.copy(), bi.copy()))
+                    best = (val, epoch, (P.copy(), Q.copy(), bu.copy(), bi.copy(), implicit, _copy(Y)))
                 elif int(self.patience) > 0 and epoch - best[1] >= int(self.patience):
                     break
             if bar is not None:
@@ -161,11 +183,27 @@ class BiasedMF(Recommender):
             self._set_state(*best[2])
             self.best_epoch_, self.best_valid_rmse_ = int(best[1]), float(best[0])
         else:
-            self._set_state(P, Q, bu, bi)
+            self._set_state(P, Q, bu, bi, implicit, Y)
             self.best_epoch_, self.best_valid_rmse_ = int(epoch), None
+        # users / items without a training rating keep their random initial factors, which only add noise
+        # to their predictions; zeroed, they get μ plus the other side's bias
+        self.user_factors_[np.diff(user_items.indptr) == 0] = 0.0
+        self.item_factors_[np.bincount(items, minlength=n_items) == 0] = 0.0
         self.epochs_run_ = int(epoch)
 
-    def _set_state(self, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray) -> None:
+    def _set_state(
+        self,
+        P: np.ndarray,
+        Q: np.ndarray,
+        bu: np.ndarray,
+        bi: np.ndarray,
+        implicit: sp.csr_matrix | None = None,
+        Y: np.ndarray | None = None,
+    ) -> None:
+        if implicit is not None and Y is not None:
+            # the exported user factor already holds the implicit term, so scoring stays one product
+            P = P + np.asarray(implicit @ Y)
+            self.item_implicit_ = Y.astype(np.float32)
         self.user_factors_ = P.astype(np.float32)
         self.item_factors_ = Q.astype(np.float32)
         self.user_bias_ = bu.astype(np.float32)
@@ -217,7 +255,8 @@ class BiasedMF(Recommender):
         """Predicted ratings of every item for a new user known only by items they liked.
 
         The items count as rated at the top of the training scale: the user vector is the ridge solution
-        of ``p·q_i = r_max − μ − b_i`` over them (penalty ``reg`` per rating, as in training; user bias 0).
+        of ``p·q_i = r_max − μ − b_i`` over them (penalty ``reg`` per rating, as in training; user bias 0),
+        starting from the implicit term with ``implicit=True``.
         """
         self.check_fitted()
         item_idx = np.asarray(item_idx, dtype=np.int64)
@@ -225,9 +264,13 @@ class BiasedMF(Recommender):
         if len(item_idx) == 0:
             return base.astype(np.float32)
         Qi = self.item_factors_[item_idx].astype(np.float64)
-        target = self.rating_max_ - base[item_idx]
+        # SVD++ knows a new user by the items alone: |N(u)|^-½ Σ y_j, the ridge step fits what is left
+        p0 = np.zeros(Qi.shape[1])
+        if hasattr(self, "item_implicit_"):
+            p0 = self.item_implicit_[item_idx].sum(axis=0) / np.sqrt(len(item_idx))
+        target = self.rating_max_ - base[item_idx] - Qi @ p0
         ridge = max(float(self.reg), 1e-6) * len(item_idx) * np.eye(Qi.shape[1])
-        p = np.linalg.solve(Qi.T @ Qi + ridge, Qi.T @ target)
+        p = p0 + np.linalg.solve(Qi.T @ Qi + ridge, Qi.T @ target)
         return (base + self.item_factors_ @ p).astype(np.float32)
 
     def user_vectors(self) -> np.ndarray:
@@ -242,6 +285,25 @@ class BiasedMF(Recommender):
         return np.hstack([self.item_factors_, np.ones((n, 1)), self.item_bias_[:, None]]).astype(np.float32)
 
 
+def _copy(x: np.ndarray | None) -> np.ndarray | None:
+    return None if x is None else x.copy()
+
+
+def _implicit_matrix(user_items: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows ``|N(u)|^-½`` on the items each user rated (SVD++'s normalised implicit feedback)."""
+    counts = np.diff(user_items.indptr)
+    norm = 1.0 / np.sqrt(np.maximum(counts, 1))
+    data = np.repeat(norm, counts).astype(np.float32)
+    return sp.csr_matrix((data, user_items.indices, user_items.indptr), shape=user_items.shape)
+
+
+def _group_sum(groups: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
+    """``out[g] = Σ values[j] over j with groups[j] == g`` (a sparse indicator product)."""
+    ones = np.ones(len(groups), dtype=values.dtype)
+    indicator = sp.csr_matrix((ones, (groups, np.arange(len(groups)))), shape=(n_groups, len(groups)))
+    return np.asarray(indicator @ values)
+
+
 def _scatter_add(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     """``target[r] += Σ values[j] over j with rows[j] == r`` (repeated rows add up), in place.
 
@@ -249,6 +311,4 @@ def _scatter_add(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> No
     faster than ``np.add.at`` and 3× faster than sort + ``reduceat``.
     """
     uniq, inverse = np.unique(rows, return_inverse=True)
-    ones = np.ones(len(rows), dtype=values.dtype)
-    indicator = sp.csr_matrix((ones, (inverse, np.arange(len(rows)))), shape=(len(uniq), len(rows)))
-    target[uniq] += indicator @ values
+    target[uniq] += _group_sum(inverse, len(uniq), values)
