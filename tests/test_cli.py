@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+from _support import planted_ratings_csv
 
 
 def fusionrec(*args, check=True):
@@ -111,20 +111,8 @@ def test_unknown_user_says_what_to_do(tmp_path, benchmark_dir):
     assert proc.returncode == 2 and "--items" in proc.stderr
 
 
-def _planted_ratings_csv(path, n_users=60, n_items=40, seed=0):
-    """A generic interactions table of ratings 1-5 from two taste groups (user and item parity)."""
-    rng = np.random.RandomState(seed)
-    lines = ["user_id,item_id,rating"]
-    for u in range(n_users):
-        for i in rng.choice(n_items, 20, replace=False):
-            base = 4.5 if u % 2 == i % 2 else 1.5
-            lines.append(f"u{u},m{i},{min(5.0, max(1.0, round(base + rng.normal(0, 0.5))))}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_rating_task_fit_evaluate_recommend(tmp_path):
-    data = _planted_ratings_csv(tmp_path / "ratings.csv")
+    data = planted_ratings_csv(tmp_path / "ratings.csv")
     art = tmp_path / "mf"
     common = ["--data", data, "--seed", "3"]
     fit = json.loads(

@@ -197,7 +197,8 @@ class ServingState:
             pad = sp.csr_matrix((seen.shape[0], n_items - seen.shape[1]), dtype=np.float32)
             seen = sp.hstack([seen, pad], format="csr")
         seen.sort_indices()
-        popularity = np.asarray(seen.sum(axis=0)).ravel().astype(np.float32)
+        # interactions per item (a rating artifact's train matrix holds rating values, not 1.0)
+        popularity = np.bincount(seen.indices, minlength=seen.shape[1]).astype(np.float32)
         unit, masks = {}, {}
         if art.features is not None:
             if prev is not None and prev.art.features is art.features:
