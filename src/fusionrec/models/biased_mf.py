@@ -50,7 +50,9 @@ class BiasedMF(Recommender):
         Epochs without a better validation RMSE before stopping (0: never stop early).
     implicit : bool
         SVD++: add ``|N(u)|^-½ Σ_{j ∈ N(u)} y_j`` over the items ``N(u)`` the user rated in train to the
-        user factor (learnt ``y_j`` per item; slower to fit, scored alike).
+        user factor (learnt ``y_j`` per item; scored alike). Every rating in a batch steps the ``y_j`` of
+        all the user's items, so keep batches small: on MovieLens ``batch_size=4096`` diverged and 256
+        trained, at 10.6 s per epoch against 0.7 s without the term (2 shared cores).
     random_state : int or None
         Seed of the initial factors and the rating order.
 
