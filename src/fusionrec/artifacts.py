@@ -5,7 +5,8 @@ An artifact is a directory:
 - ``model.json``: model name, hyperparameters, learned scalars, package version, data fingerprint;
 - ``arrays.safetensors``: every learned array;
 - ``idmaps.json``: raw user and item ids in index order;
-- ``train.npz``: the training interactions (CSR parts) used to exclude seen items;
+- ``train.npz``: the training interactions (CSR parts, with rating values on the rating task) used to
+  exclude seen items;
 - optional ``features.safetensors`` + ``extra.json`` (item features for cold start / similar items, titles);
 - optional ``extra_arrays.safetensors``: arrays owned by other layers (serving's added items, cold-start map).
 
@@ -79,7 +80,13 @@ def save_artifact(art: Artifact, path: str | Path) -> Path:
             json.dumps({"users": art.user_ids.to_list(), "items": art.item_ids.to_list()})
         )
         train = sp.csr_matrix(art.train)
-        np.savez(tmp / "train.npz", indptr=train.indptr, indices=train.indices, shape=np.asarray(train.shape))
+        np.savez(
+            tmp / "train.npz",
+            indptr=train.indptr,
+            indices=train.indices,
+            data=train.data.astype(np.float32),  # rating values on the rating task, 1.0 otherwise
+            shape=np.asarray(train.shape),
+        )
         if art.features is not None and len(art.features):
             feats = {name: np.ascontiguousarray(art.features[name]) for name in art.features}
             feats.update({f"{name}__mask": art.features.mask(name).astype(np.uint8) for name in art.features})
@@ -124,7 +131,10 @@ def load_artifact(path: str | Path) -> Artifact:
     with np.load(path / "train.npz", allow_pickle=False) as z:
         shape = tuple(int(x) for x in z["shape"])
         indptr, indices = z["indptr"], z["indices"]
-        train = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
+        data = z["data"] if "data" in z.files else np.ones(len(indices), np.float32)
+        if data.shape != indices.shape or not np.isfinite(data).all():
+            raise DataError(f"{path}: train.npz holds {data.shape} values for {indices.shape} entries; refit")
+        train = sp.csr_matrix((data.astype(np.float32), indices, indptr), shape=shape)
     features = None
     if (path / "features.safetensors").exists():
         raw = load_file(str(path / "features.safetensors"))

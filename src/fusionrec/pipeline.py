@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from fusionrec.artifacts import TRAIN_TIMES, Artifact
 from fusionrec.data.dataset import Dataset, Split
+from fusionrec.errors import ConfigError
 from fusionrec.evaluation import VALIDATOR
 from fusionrec.evaluation.evaluator import sample_users_of
 from fusionrec.models.base import Recommender
@@ -38,6 +39,22 @@ def build_model(
 MAX_VALID_USERS = 20_000
 
 
+def resolve_task(model: Recommender, task: str | None = None) -> str:
+    """The task to fit ``model`` for: ``task`` when given (it must be the model's), else the model's own."""
+    own = str(model.task)
+    if task is None or task == own:
+        return own
+    if own == "rating":
+        raise ConfigError(
+            f"model {model.name!r} predicts ratings; fit it with --task rating (or pick a ranking model)"
+        )
+    hint = " (neural does with --param objective=mse)" if model.name == "neural" else ""
+    raise ConfigError(
+        f"model {model.name!r} ranks items and does not predict ratings{hint}; for --task rating choose "
+        "biased-mf or neural with objective=mse"
+    )
+
+
 def fit_artifact(
     ds: Dataset, split: Split, model: Recommender, *, split_name: str | None = None, seed: int | None = None
 ) -> tuple[Artifact, float]:
@@ -55,6 +72,7 @@ def fit_artifact(
         "split": split_name or split.name,
         "seed": seed,
         "fit_seconds": round(seconds, 3),
+        "task": split.task,
     }
     if features is not None and features.extractors:
         info["feature_extractors"] = features.extractors

@@ -73,6 +73,17 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_task_arg(p: argparse.ArgumentParser) -> None:
+    from fusionrec.data.dataset import TASKS
+
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        help="ranking (implicit feedback: 1.0 per interaction) or rating (keep rating values; RMSE/MAE); "
+        "default: the model's own task",
+    )
+
+
 def load_data(args: argparse.Namespace):
     from pathlib import Path
 
@@ -101,10 +112,10 @@ def load_data(args: argparse.Namespace):
     return ds
 
 
-def make_split(ds, args: argparse.Namespace):
+def make_split(ds, args: argparse.Namespace, task: str = "ranking"):
     from fusionrec.data.splits import split_dataset
 
-    return split_dataset(ds, args.split, seed=args.seed, cold_fraction=args.cold_fraction)
+    return split_dataset(ds, args.split, seed=args.seed, cold_fraction=args.cold_fraction, task=task)
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:

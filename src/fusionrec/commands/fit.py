@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit, parse_params
+from fusionrec.commands._common import (
+    add_data_args,
+    add_output_args,
+    add_split_args,
+    add_task_arg,
+    emit,
+    parse_params,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train a model and write an artifact directory")
     add_data_args(p)
     add_split_args(p)
+    add_task_arg(p)
     p.add_argument("--model", required=True, help="model name (see `fusionrec models`)")
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter (repeatable)"
@@ -38,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.commands._common import load_data, make_split
     from fusionrec.data.splits import split_summary
     from fusionrec.distributed import is_main_process
-    from fusionrec.evaluation import evaluate
-    from fusionrec.pipeline import build_model, fit_artifact
+    from fusionrec.evaluation import evaluate, evaluate_ratings
+    from fusionrec.pipeline import build_model, fit_artifact, resolve_task
 
     model = build_model(args.model, parse_params(args.param), seed=args.seed, show_progress=not args.quiet)
+    task = resolve_task(model, args.task)
     ds = load_data(args)
-    split = make_split(ds, args)
+    split = make_split(ds, args, task)
     art, seconds = fit_artifact(ds, split, model, seed=args.seed)
     if not is_main_process():
         return 0  # under torchrun every rank trains; rank 0 evaluates and writes the artifact
@@ -53,13 +62,21 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model,
         "params": model.get_params(),
         "fit_seconds": round(seconds, 3),
+        "task": task,
         "split": split_summary(split),
         "out": str(args.out),
     }
     if not args.no_eval:
         res = evaluate(model, split, masking=args.masking, sample_users=args.eval_users, seed=args.seed)
-        art.info["test_metrics"] = res.metrics
+        art.info["test_metrics"] = dict(res.metrics)
         result["test"] = res.to_dict()
+        if task == "rating":
+            rated = evaluate_ratings(model, split.test, train=split.train)
+            art.info["test_metrics"] = {**rated.metrics, **art.info["test_metrics"]}
+            result["test"] = {
+                **{k: v for k, v in rated.to_dict().items() if k != "rating_by_activity"},
+                **result["test"],
+            }
     save_artifact(art, args.out)
     lines = [f"fitted {args.model} in {seconds:.2f}s → {args.out}"]
     if "test" in result:

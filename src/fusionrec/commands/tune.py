@@ -31,7 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="fixed hyperparameter (repeatable)"
     )
-    p.add_argument("--metric", default="recall@20", help="validation metric to maximise (NAME@K)")
+    p.add_argument(
+        "--metric",
+        help="validation metric: NAME@K to maximise (default recall@20), or rmse / mae to minimise "
+        "(the default for rating models such as biased-mf)",
+    )
     p.add_argument(
         "--masking",
         choices=["train+valid", "train"],
@@ -72,17 +76,21 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.commands._common import load_data, make_split, table
     from fusionrec.data.splits import split_summary
     from fusionrec.errors import ConfigError, DataError
-    from fusionrec.evaluation import DEFAULT_METRICS, evaluate
-    from fusionrec.evaluation.metrics import parse_metric
-    from fusionrec.pipeline import build_model, fit_artifact
+    from fusionrec.evaluation import DEFAULT_METRICS, evaluate, evaluate_ratings
+    from fusionrec.evaluation.metrics import RATING_METRICS, parse_metric
+    from fusionrec.pipeline import build_model, fit_artifact, resolve_task
 
     log = logging.getLogger("fusionrec")
-    try:
-        name, k = parse_metric(args.metric)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    metric = f"{name}@{k}"
-    metrics = list(dict.fromkeys([*DEFAULT_METRICS, metric]))
+    requested = (args.metric or "").strip().lower()
+    if requested in RATING_METRICS:
+        metric, metrics = requested, list(RATING_METRICS)
+    else:
+        try:
+            name, k = parse_metric(args.metric or "recall@20")
+        except ValueError as e:
+            raise ConfigError(f"{e}, or rmse / mae for rating models") from None
+        metric = f"{name}@{k}"
+        metrics = list(dict.fromkeys([*DEFAULT_METRICS, metric]))
     fixed = parse_params(args.param)
     grid = parse_grid(args.grid)
     both = sorted(set(grid) & set(fixed))
@@ -91,9 +99,14 @@ def run(args: argparse.Namespace) -> int:
     points = grid_points(grid)
     # Build every model first: a typo'd key or bad value fails before any data is loaded.
     models = [build_model(args.model, {**fixed, **pt}, seed=args.seed, show_progress=False) for pt in points]
+    task = resolve_task(models[0], "rating" if metric in RATING_METRICS else None)
+    if task == "rating" and metric not in RATING_METRICS:
+        if args.metric:
+            raise ConfigError(f"{args.model} predicts ratings; select it with --metric rmse or --metric mae")
+        metric, metrics = "rmse", list(RATING_METRICS)
 
     ds = load_data(args)
-    split = make_split(ds, args)
+    split = make_split(ds, args, task)
     if split.valid.nnz == 0:
         raise DataError(
             "tuning needs a validation split, and this split's valid part is empty; "
@@ -106,17 +119,34 @@ def run(args: argparse.Namespace) -> int:
     best = None  # (value, index, artifact)
     for i, (pt, model) in enumerate(zip(points, models, strict=True)):
         art, seconds = fit_artifact(ds, split, model, seed=args.seed)
-        res = evaluate(model, split, on="valid", metrics=metrics)
-        value = res.metrics[metric]
-        rows.append({**pt, **{f"valid {m}": res.metrics[m] for m in metrics}, "fit s": round(seconds, 2)})
-        log.info("grid point %d/%d %s: valid %s=%.4f (%.1fs)", i + 1, len(points), pt, metric, value, seconds)
+        if task == "rating":
+            found = evaluate_ratings(model, split.valid, train=split.train).metrics
+            value = -found[metric]  # lower error is better; selection maximises
+        else:
+            found = evaluate(model, split, on="valid", metrics=metrics).metrics
+            value = found[metric]
+        rows.append({**pt, **{f"valid {m}": found[m] for m in metrics}, "fit s": round(seconds, 2)})
+        log.info(
+            "grid point %d/%d %s: valid %s=%.4f (%.1fs)",
+            i + 1,
+            len(points),
+            pt,
+            metric,
+            found[metric],
+            seconds,
+        )
         if best is None or value > best[0]:
             best = (value, i, art)
         else:
             del art
     assert best is not None
     value, best_i, art = best
-    test = evaluate(art.model, split, on="test", metrics=metrics, masking=args.masking)
+    if task == "rating":
+        test = evaluate_ratings(art.model, split.test, train=split.train)
+        test.by_activity = {}
+        value = -value
+    else:
+        test = evaluate(art.model, split, on="test", metrics=metrics, masking=args.masking)  # type: ignore[assignment]
     chosen = {**fixed, **points[best_i]}
     art.info["test_metrics"] = test.metrics
     art.info["tuning"] = {"metric": metric, "grid": grid, "valid": rows, "chosen": chosen}

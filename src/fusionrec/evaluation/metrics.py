@@ -1,7 +1,8 @@
-"""Ranking metrics as pure, vectorised functions over a block of users.
+"""Ranking and rating metrics as pure, vectorised functions.
 
-Each takes ``hits`` — a boolean ``(n_users, K)`` matrix, True where the item at rank r is relevant — and
-``n_relevant`` (relevant items per user), and returns one value per user at cut-off ``k``.
+Each ranking metric takes ``hits`` — a boolean ``(n_users, K)`` matrix, True where the item at rank r is
+relevant — and ``n_relevant`` (relevant items per user), and returns one value per user at cut-off ``k``.
+The rating metrics (``rmse``, ``mae``) take predicted and true ratings, one per (user, item) pair.
 """
 
 from __future__ import annotations
@@ -65,6 +66,29 @@ METRIC_FUNCS = {
     "mrr": mrr,
     "hit": hit_rate,
 }
+
+
+RATING_METRICS = ("rmse", "mae")
+
+
+def _errors(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    predicted = np.asarray(predicted, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if predicted.shape != actual.shape:
+        raise ValueError(f"predicted {predicted.shape} and actual {actual.shape} ratings differ in shape")
+    if predicted.size == 0:
+        raise ValueError("rating metrics need at least one rating")
+    return predicted - actual
+
+
+def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Root mean squared error over rating pairs."""
+    return float(np.sqrt(np.mean(_errors(predicted, actual) ** 2)))
+
+
+def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Mean absolute error over rating pairs."""
+    return float(np.mean(np.abs(_errors(predicted, actual))))
 
 
 def coverage(recommended: np.ndarray, n_items: int) -> float:

@@ -29,7 +29,6 @@ from fusionrec.features.registry import EXTRACTORS, extractor_choices
 log = logging.getLogger("fusionrec")
 
 
-
 @dataclass
 class Failure:
     """One item whose content could not be used (logged, counted, and treated as absent)."""

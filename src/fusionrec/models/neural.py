@@ -164,6 +164,11 @@ class NeuralFusion(ContentMixin, TorchRecommender):
     def uses_negatives(self) -> bool:  # type: ignore[override]
         return self.objective != "mse"
 
+    @property
+    def task(self) -> str:  # type: ignore[override]
+        """``objective="mse"`` predicts ratings (fit it with ``--task rating``); the others rank."""
+        return "rating" if self.objective == "mse" else "ranking"
+
     def _check_params(self) -> None:
         for value, allowed, what in (
             (self.fusion, FUSIONS, "fusion"),
@@ -579,25 +584,18 @@ class NeuralFusion(ContentMixin, TorchRecommender):
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def rating_metrics(model, ratings: sp.spmatrix, *, batch_size: int = 256) -> dict[str, float]:
+def rating_metrics(model, ratings: sp.spmatrix) -> dict[str, float]:
     """RMSE and MAE of ``model.score`` against the stored values of ``ratings`` (users × items, explicit).
 
-    Works for any model whose scores are rating predictions (``neural`` with ``objective="mse"``).
+    Works for any model whose scores are rating predictions (``neural`` with ``objective="mse"``); the
+    shared rating evaluator computes them (unclipped, as the model predicts).
     """
-    r = sp.csr_matrix(ratings, dtype=np.float32)
-    if r.nnz == 0:
+    from fusionrec.evaluation import evaluate_ratings
+
+    if sp.csr_matrix(ratings).nnz == 0:
         raise ConfigError("rating_metrics needs at least one rating")
-    users = np.flatnonzero(np.diff(r.indptr) > 0)
-    sq, ab = 0.0, 0.0
-    for start in range(0, len(users), batch_size):
-        block = users[start : start + batch_size]
-        sub = r[block]
-        rows = np.repeat(np.arange(len(block)), np.diff(sub.indptr))
-        pred = model.score(block)[rows, sub.indices]
-        err = pred.astype(np.float64) - sub.data
-        sq += float((err**2).sum())
-        ab += float(np.abs(err).sum())
-    return {"rmse": float(np.sqrt(sq / r.nnz)), "mae": ab / r.nnz, "n": int(r.nnz)}
+    res = evaluate_ratings(model, ratings)
+    return {**res.metrics, "n": res.n}
 
 
 def image_pixels(paths: Sequence[str | None], size: int = 32) -> Features:
