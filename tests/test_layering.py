@@ -16,6 +16,7 @@ LAYERS = {
     "fusionrec": 0,  # __init__: the version only
     "errors": 0,
     "ranking": 0,
+    "measures": 0,  # RMSE / MAE, pure
     "distributed": 0,  # torch.distributed process group helpers, used by the trainer and the commands
     "data": 1,
     "features": 2,

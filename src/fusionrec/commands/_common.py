@@ -74,7 +74,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_task_arg(p: argparse.ArgumentParser) -> None:
-    from fusionrec.data.dataset import TASKS
+    from fusionrec.data.methods import TASKS
 
     p.add_argument(
         "--task",

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.errors import ConfigError, DataError
-
 # what a model predicts: a ranking of items (implicit feedback) or rating values (explicit feedback)
-TASKS = ("ranking", "rating")
+from fusionrec.data.methods import TASKS  # noqa: E402,F401  (re-exported; the CLI reads methods)
+from fusionrec.errors import ConfigError, DataError
 
 log = logging.getLogger("fusionrec")
 

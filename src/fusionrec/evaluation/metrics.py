@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusionrec.measures import mae, rmse  # noqa: F401  (pure; models use them too)
+
 METRICS = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
 
 
@@ -69,26 +71,6 @@ METRIC_FUNCS = {
 
 
 RATING_METRICS = ("rmse", "mae")
-
-
-def _errors(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
-    predicted = np.asarray(predicted, dtype=np.float64)
-    actual = np.asarray(actual, dtype=np.float64)
-    if predicted.shape != actual.shape:
-        raise ValueError(f"predicted {predicted.shape} and actual {actual.shape} ratings differ in shape")
-    if predicted.size == 0:
-        raise ValueError("rating metrics need at least one rating")
-    return predicted - actual
-
-
-def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
-    """Root mean squared error over rating pairs."""
-    return float(np.sqrt(np.mean(_errors(predicted, actual) ** 2)))
-
-
-def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
-    """Mean absolute error over rating pairs."""
-    return float(np.mean(np.abs(_errors(predicted, actual))))
 
 
 def coverage(recommended: np.ndarray, n_items: int) -> float:

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
+from fusionrec.measures import mae, rmse
 from fusionrec.models._torch import Batch, TorchRecommender, batch_l2, bpr_loss, to_numpy
 from fusionrec.models.fusion.content import ContentMixin, principal_basis
 from fusionrec.models.fusion.scoring import FUSIONS, masked_softmax_np
@@ -585,17 +586,17 @@ class NeuralFusion(ContentMixin, TorchRecommender):
 
 
 def rating_metrics(model, ratings: sp.spmatrix) -> dict[str, float]:
-    """RMSE and MAE of ``model.score`` against the stored values of ``ratings`` (users × items, explicit).
+    """RMSE and MAE of ``model.predict`` against the stored values of ``ratings`` (users × items, explicit).
 
-    Works for any model whose scores are rating predictions (``neural`` with ``objective="mse"``); the
-    shared rating evaluator computes them (unclipped, as the model predicts).
+    Works for any model whose scores are rating predictions (``neural`` with ``objective="mse"``); unclipped,
+    as the model predicts.
     """
-    from fusionrec.evaluation import evaluate_ratings
-
-    if sp.csr_matrix(ratings).nnz == 0:
+    r = sp.csr_matrix(ratings)
+    if r.nnz == 0:
         raise ConfigError("rating_metrics needs at least one rating")
-    res = evaluate_ratings(model, ratings)
-    return {**res.metrics, "n": res.n}
+    users = np.repeat(np.arange(r.shape[0], dtype=np.int64), np.diff(r.indptr))
+    pred = np.asarray(model.predict(users, r.indices.astype(np.int64)), dtype=np.float64)
+    return {"rmse": rmse(pred, r.data), "mae": mae(pred, r.data), "n": int(r.nnz)}
 
 
 def image_pixels(paths: Sequence[str | None], size: int = 32) -> Features:
