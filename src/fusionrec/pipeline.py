@@ -34,6 +34,20 @@ def fit_artifact(
     t0 = time.perf_counter()
     model.fit(split.train, features, valid=split.valid if split.valid.nnz else None)
     seconds = time.perf_counter() - t0
+    return make_artifact(ds, split, model, seconds=seconds, split_name=split_name, seed=seed), seconds
+
+
+def make_artifact(
+    ds: Dataset,
+    split: Split,
+    model: Recommender,
+    *,
+    seconds: float,
+    split_name: str | None = None,
+    seed: int | None = None,
+) -> Artifact:
+    """The artifact of ``model``, already fitted on ``split.train`` of ``ds`` in ``seconds``."""
+    features = ds.features if len(ds.features) else None
     info: dict[str, Any] = {
         "data_fingerprint": ds.fingerprint(),
         "data_name": ds.name,
@@ -56,4 +70,4 @@ def fit_artifact(
     if features is not None:
         # fitted extractors (TF-IDF vocabulary, BoVW codebook, ...) travel with the artifact for new items
         art.extra_arrays.update({f"extractor/{k}": v for k, v in features.extractor_state.items()})
-    return art, seconds
+    return art

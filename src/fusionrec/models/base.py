@@ -42,6 +42,9 @@ class Recommender:
     is_torch: ClassVar[bool] = False
     # Progress bars during fit; not a hyperparameter (the CLI's --quiet turns it off per instance).
     show_progress: bool = True
+    #: Hyper-parameters tuning may search: ``{param: ("int"|"float", low, high[, "log"])}`` or
+    #: ``{param: ("categorical", [choices])}``; empty = nothing worth tuning. Checked against the constructor.
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod
