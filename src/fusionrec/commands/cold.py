@@ -41,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="test",
         help="among-cold: which half of the cold items to rank (full-catalogue tests on test, tunes on valid)",
     )
+    p.add_argument(
+        "--cold-targets",
+        choices=["held-out", "all"],
+        default="held-out",
+        help="full-catalogue: a new item's test interactions are the ones the split holds out (default) or "
+        "all of them",
+    )
     p.add_argument("--metrics", default="recall@20,ndcg@20", help="comma-separated NAME@K")
     p.add_argument("--modalities", help="comma-separated modalities for the content mapping (default: all)")
     p.add_argument("--reg", type=float, help="ridge penalty of the content mapping (default: chosen by GCV)")
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=metrics,
             modalities=modalities,
             reg=args.reg,
+            targets=args.cold_targets,
         )
         emit(args, res.to_dict(), format_full_catalogue(res))
         return 0
