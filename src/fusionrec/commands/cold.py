@@ -48,6 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="full-catalogue: a new item's test interactions are the ones the split holds out (default) or "
         "all of them",
     )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="full-catalogue: the calibration gives new items the most exposure that costs at most this "
+        "fraction of the best valid accuracy (0: the most accurate on valid)",
+    )
     p.add_argument("--metrics", default="recall@20,ndcg@20", help="comma-separated NAME@K")
     p.add_argument("--modalities", help="comma-separated modalities for the content mapping (default: all)")
     p.add_argument("--reg", type=float, help="ridge penalty of the content mapping (default: chosen by GCV)")
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             modalities=modalities,
             reg=args.reg,
             targets=args.cold_targets,
+            tolerance=args.tolerance,
         )
         emit(args, res.to_dict(), format_full_catalogue(res))
         return 0

@@ -298,6 +298,7 @@ def evaluate_full_catalogue(
     modalities: Sequence[str] | None = None,
     reg: float | None = None,
     targets: str = "held-out",
+    tolerance: float = 0.01,
 ) -> ColdResult:
     """New items compete with every warm item in each user's full ranking.
 
@@ -311,10 +312,11 @@ def evaluate_full_catalogue(
 
     Methods: the model alone (new items are never recommended); the model with content-placed vectors, raw
     and calibrated (:func:`~fusionrec.models.cold.calibrate_cold_scores`, ``gamma`` chosen on the valid
-    half of the cold items by the mean of ``metrics`` on all valid items); the model with content-kNN scores
-    for new items, calibrated the same way; and two baselines over the full catalogue: content-kNN (every item scored by
-    its content's cosine with the user's mean content) and popularity (train counts for warm items,
-    popularity predicted from content for new ones).
+    half of the cold items: the smallest, i.e. the most exposure for new items, whose mean of ``metrics`` on
+    all valid items is within ``tolerance`` (relative) of the best gamma's); the model with content-kNN
+    scores for new items, calibrated the same way; and two baselines over the full catalogue: content-kNN
+    (every item scored by its content's cosine with the user's mean content) and popularity (train counts
+    for warm items, popularity predicted from content for new ones).
     """
     from fusionrec.models.cold import calibrate_cold_scores
 
@@ -328,6 +330,8 @@ def evaluate_full_catalogue(
             f"model {model.name!r} neither scores by inner products nor supports cold items; "
             "choose als, bpr or another factor model"
         )
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"tolerance must be in [0, 1); got {tolerance}")
     fc = full_catalogue_split(ds, seed=seed, cold_fraction=cold_fraction, targets=targets)
     feats = ds.features if modalities is None else ds.features.select(modalities)
     n_items = fc.train.shape[1]
@@ -400,7 +404,9 @@ def evaluate_full_catalogue(
     for method in ("model calibrated", "knn calibrated"):
         # the mean of every metric on all valid items: steadier than one when new items are few
         valid_scores = {g: float(np.mean(list(run(method, "valid", g).values()))) for g in CALIBRATION_GAMMAS}
-        chosen[method] = max(valid_scores, key=valid_scores.__getitem__)
+        best = max(valid_scores.values())
+        # the most exposure for new items (smallest gamma) that costs at most `tolerance` of the best
+        chosen[method] = min(g for g, v in valid_scores.items() if v >= best * (1.0 - tolerance))
         log.info(
             "full catalogue: %s gamma %s (valid mean of %s by gamma %s)",
             method,
@@ -433,6 +439,7 @@ def evaluate_full_catalogue(
         "users_with_new_items": int((np.diff(_columns(fc.test, fc.test_cold).indptr) > 0).sum()),
         "users": int((np.diff(fc.test.indptr) > 0).sum()),
         "gamma": chosen,
+        "tolerance": tolerance,
         "modalities": list(feats),
         "mapping": "model"
         if mapper is None
