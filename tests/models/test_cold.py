@@ -262,3 +262,22 @@ def test_full_catalogue_protocol_makes_new_items_reach_their_users():
     every = rows("all")
     assert every[calibrated]["new recall@20"] > 0.9
     assert every[calibrated]["all recall@20"] > every[never]["all recall@20"] + 0.3
+
+
+def test_cold_command_runs_the_full_catalogue_protocol_by_default(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from fusionrec.cli import main
+
+    X, _, _, feats = _grouped(n_users=150, n_items=120, seed=1)
+    coo = X.tocoo()
+    pd.DataFrame({"userID": coo.row, "itemID": coo.col}).to_csv(tmp_path / "g.inter", sep="\t", index=False)
+    np.save(tmp_path / "text_feat.npy", feats["text"])
+    args = ["cold", "--data", tmp_path, "--param", "factors=8", "--param", "epochs=10", "--seed", "3"]
+    assert main([*map(str, args), "--json", "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["protocol"] == "full-catalogue" and res["targets"] == "held-out" and len(res["rows"]) == 6
+    assert main([*map(str, args), "--protocol", "among-cold", "--json", "--quiet"]) == 0
+    assert "protocol" not in json.loads(capsys.readouterr().out)
