@@ -185,8 +185,7 @@ def tune_model(
     Stops after ``trials`` new trials or ``budget`` seconds, whichever comes first (one is needed). A torch
     trial still training when the budget runs out stops at once and keeps its best epoch so far.
     """
-    import optuna
-
+    optuna = _require_optuna()
     if trials is None and budget is None:
         raise ConfigError("give a number of trials or a time budget to tune")
     if trials is not None and trials < 1:
@@ -305,6 +304,14 @@ def tune_model(
         seconds=time.monotonic() - t_start,
         refit=refit,
     )
+
+
+def _require_optuna():
+    try:
+        import optuna
+    except ImportError as e:
+        raise ConfigError("tuning needs optuna; install it with `pip install 'fusionrec[tune]'`") from e
+    return optuna
 
 
 def _existing_trials(study_name: str, url: str | None) -> int:

@@ -102,7 +102,7 @@ def run_auto(args: argparse.Namespace) -> int:
         metric=metric,
         families=families,
         storage=args.storage,
-        data_key=ds.fingerprint(),
+        data_key=f"{ds.fingerprint()}-{split.name}",
         seed=args.seed,
         show_progress=False,
     )

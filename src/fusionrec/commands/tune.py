@@ -143,7 +143,7 @@ def run_search(args: argparse.Namespace) -> int:
         budget=budget,
         storage=args.storage,
         study_name=args.study,
-        data_key=ds.fingerprint(),
+        data_key=f"{ds.fingerprint()}-{split.name}",
         seed=args.seed,
         show_progress=False,
     )
