@@ -405,8 +405,9 @@ def auto_select(
     """Tune each family within an equal share of ``budget`` seconds, then fuse the best ones; keep the valid-best.
 
     A share left unused (a family with nothing to search) passes to the families after it. With ``fuse``,
-    the last share goes to a late fusion of the two best collaborative families and the best content family
-    at their tuned settings (weights fitted on valid), when its estimated fit time fits in what is left.
+    the last two shares go to a late fusion of the two best collaborative families and the best content
+    family at their tuned settings (weights fitted on valid), when its estimated fit time fits in what is
+    left. A family whose one fit cannot stop early and would overrun its share is skipped.
     """
     t_start = time.monotonic()
     deadline = t_start + budget
@@ -418,7 +419,8 @@ def auto_select(
     results: list[TuneResult] = []
     skipped: list[dict[str, str]] = []
     searchable = [f for f in fams if get_model_class(f).search_space]
-    shares_left = len(searchable) + (1 if fuse else 0)
+    # the fusion refits its members one after another: it gets two shares
+    shares_left = len(searchable) + (2 if fuse else 0)
     for fam in fams:
         cls = get_model_class(fam)
         if (cls.requires_features or cls.uses_features) and not have_features and fam != "late-fusion":
@@ -508,6 +510,8 @@ def _fuse_best(
     names = [r.model_name for r in members]
     sub_params = {r.model_name: _plain(r.params) for r in members}
     for r in members:
+        if "random_state" in r.model.param_defaults():
+            sub_params[r.model_name]["random_state"] = seed  # as in its trials (fusion would offset it)
         if getattr(r.model, "best_epoch_", None):
             # the winner's best epoch: the same state again, without the patience epochs after it
             sub_params[r.model_name]["epochs"] = int(r.model.best_epoch_)
