@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="model name (see `fusionrec models`), or 'auto': tune several families within --budget and "
         "keep the one best on the validation split",
     )
-    p.add_argument("--budget", default="10m", help="--model auto: total search time (e.g. 20m, 90s)")
+    p.add_argument(
+        "--budget", default="10m", help="--model auto: total search time (e.g. 20m, 90s; default 10m)"
+    )
     p.add_argument(
         "--families", help="--model auto: comma-separated families to try (default: chosen from the data)"
     )
