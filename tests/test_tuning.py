@@ -90,7 +90,7 @@ def test_tune_trials_writes_the_winner_and_a_study_that_resumes(small_csv, tmp_p
     assert first["new_trials"] == 3 and len(first["trials"]) == 3 and db.exists()
     # the defaults are the first trial; the chosen one is the valid-best of all trials
     assert first["trials"][0]["params"]["factors"] == ALS().factors
-    values = [t["value"] for t in first["trials"]]
+    values = [t["value"] for t in first["trials"] if t["state"] == "COMPLETE"]
     assert first["valid"] == pytest.approx(max(values))
     second = cli_json(capsys, *args, "--storage", db)
     assert second["new_trials"] == 3 and len(second["trials"]) == 6  # resumed: earlier trials kept
@@ -118,6 +118,18 @@ def test_the_trainer_hook_stops_a_torch_fit_and_keeps_its_best_epoch(small_csv):
     model.on_valid = lambda epoch, value: seen.append(epoch) or epoch == 4
     model.fit(split.train, valid=split.valid)
     assert seen == [1, 2, 3, 4] and model.epochs_run_ == 4 and model.best_epoch_ <= 4
+
+
+def test_torch_trials_below_the_median_are_pruned_and_never_chosen(small_csv):
+    split = split_dataset(load_dataset(small_csv), "ratio", seed=1)
+    fixed = {"factors": 8, "batch_size": 128, "epochs": 15, "patience": 0}
+    res = tune_model("bpr-torch", split, fixed=fixed, trials=10, seed=1)
+    pruned = [t for t in res.trials if t["state"] == "PRUNED"]
+    done = [t for t in res.trials if t["state"] == "COMPLETE"]
+    assert pruned and all(t["value"] is None for t in pruned)
+    assert res.value == max(t["value"] for t in done) and res.params["learning_rate"] in {
+        t["params"]["learning_rate"] for t in done
+    }
 
 
 def test_a_torch_trial_past_the_budget_stops_at_once(small_csv):

@@ -329,7 +329,8 @@ def _trial_row(t) -> dict[str, Any]:
     return {
         "number": t.number,
         "state": t.state.name,
-        "value": None if t.value is None else float(t.value),
+        # a pruned trial's stored value is its last epoch's: not a result to select on
+        "value": float(t.value) if t.state.name == "COMPLETE" and t.value is not None else None,
         "params": dict(t.params),
         **{
             k: v
