@@ -66,6 +66,20 @@ def fit_artifact(
     t0 = time.perf_counter()
     model.fit(split.train, features, valid=valid, validate=VALIDATOR if valid is not None else None)
     seconds = time.perf_counter() - t0
+    return make_artifact(ds, split, model, seconds=seconds, split_name=split_name, seed=seed), seconds
+
+
+def make_artifact(
+    ds: Dataset,
+    split: Split,
+    model: Recommender,
+    *,
+    seconds: float,
+    split_name: str | None = None,
+    seed: int | None = None,
+) -> Artifact:
+    """The artifact of ``model``, already fitted on ``split.train`` of ``ds`` in ``seconds``."""
+    features = ds.features if len(ds.features) else None
     info: dict[str, Any] = {
         "data_fingerprint": ds.fingerprint(),
         "data_name": ds.name,
@@ -97,7 +111,7 @@ def fit_artifact(
         art.extra_arrays.update({f"extractor/{k}": v for k, v in features.extractor_state.items()})
     if ds.timestamps is not None:
         art.extra_arrays[TRAIN_TIMES] = interaction_times(ds, train)
-    return art, seconds
+    return art
 
 
 def interaction_times(ds: Dataset, matrix: sp.csr_matrix) -> np.ndarray:

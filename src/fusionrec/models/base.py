@@ -75,6 +75,9 @@ class Recommender:
     task: ClassVar[str] = "ranking"
     # Progress bars during fit; not a hyperparameter (the CLI's --quiet turns it off per instance).
     show_progress: bool = True
+    #: Hyper-parameters tuning may search: ``{param: ("int"|"float", low, high[, "log"])}`` or
+    #: ``{param: ("categorical", [choices])}``; empty = nothing worth tuning. Checked against the constructor.
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod

@@ -94,6 +94,13 @@ class NeuralFusion(ContentMixin, TorchRecommender):
     """
 
     name = "neural"
+    search_space = {
+        "factors": ("int", 16, 256, "log"),
+        "hidden": ("int", 16, 128, "log"),
+        "modality_dropout": ("float", 0.0, 0.5),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
     requires_features = ("*",)
     uses_features = True
     supports_cold_items = True
