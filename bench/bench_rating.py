@@ -114,11 +114,12 @@ class SurpriseSVD:
 
 
 def _fit_ours(name: str, params: dict, split, features, seed: int):
+    from fusionrec.evaluation import VALIDATOR
     from fusionrec.pipeline import build_model
 
     model = build_model(name, params, seed=seed, show_progress=False)
     t0 = time.perf_counter()
-    model.fit(split.train, features, valid=split.valid)
+    model.fit(split.train, features, valid=split.valid, validate=VALIDATOR)
     return model, time.perf_counter() - t0
 
 

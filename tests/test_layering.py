@@ -27,6 +27,7 @@ LAYERS = {
     "recommend": 5,
     "experiment": 6,  # runs commands: load options, grids
     "report": 5,
+    "tuning": 5,
     "tracking": 5,
     "serving": 6,
     "commands": 6,

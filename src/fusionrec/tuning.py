@@ -26,7 +26,7 @@ import numpy as np
 
 from fusionrec.data.dataset import Features, Split
 from fusionrec.errors import ConfigError
-from fusionrec.evaluation import evaluate
+from fusionrec.evaluation import VALIDATOR, evaluate
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import get_model_class
 from fusionrec.pipeline import build_model
@@ -240,7 +240,7 @@ def tune_model(
             model.on_valid = on_valid
         t0 = time.perf_counter()
         try:
-            model.fit(split.train, features, valid=split.valid)
+            model.fit(split.train, features, valid=split.valid, validate=VALIDATOR)
         except ConfigError as e:  # e.g. a diverging learning rate: this trial fails, the study goes on
             trial.set_user_attr("error", str(e))
             raise
@@ -289,7 +289,7 @@ def tune_model(
     else:  # the winner is an earlier run's trial: fit it again (same seed, same result)
         log.info("%s: refitting trial %d of an earlier run", name, best.number)
         model = build_model(name, params, seed=seed, show_progress=show_progress)
-        model.fit(split.train, features, valid=split.valid)
+        model.fit(split.train, features, valid=split.valid, validate=VALIDATOR)
         refit = True
     return TuneResult(
         model_name=name,
@@ -519,7 +519,7 @@ def _fuse_best(
     params = {"models": names, "params": sub_params, "metric": metric}
     t0 = time.monotonic()
     model = build_model("late-fusion", params, seed=seed, show_progress=False)
-    model.fit(split.train, features, valid=split.valid)
+    model.fit(split.train, features, valid=split.valid, validate=VALIDATOR)
     value = float(evaluate(model, split, on="valid", metrics=[metric]).metrics[metric])
     log.info("auto: late-fusion(%s) valid %s=%.4f", ", ".join(names), metric, value)
     return TuneResult(

@@ -35,7 +35,7 @@ from fusionrec.data.dataset import Dataset, Split
 from fusionrec.data.graph import unit_rows
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError, DataError
-from fusionrec.evaluation.evaluator import evaluate_scores
+from fusionrec.evaluation.evaluator import VALIDATOR, evaluate_scores
 from fusionrec.models.base import Recommender, mask_rows, top_k
 from fusionrec.models.cold import ContentMapper, cold_item_vectors, fit_content_mapper
 
@@ -338,7 +338,12 @@ def evaluate_full_catalogue(
     warm = np.setdiff1d(np.arange(n_items), cold)
     t0 = time.perf_counter()
     warm_valid = fc.warm_valid()
-    model.fit(fc.train, feats, valid=warm_valid if warm_valid.nnz else None)
+    model.fit(
+        fc.train,
+        feats,
+        valid=warm_valid if warm_valid.nnz else None,
+        validate=VALIDATOR if warm_valid.nnz else None,
+    )
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     mapper = None if model.supports_cold_items else fit_content_mapper(model, feats, fc.train, reg=reg)
