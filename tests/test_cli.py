@@ -147,7 +147,8 @@ def test_rating_task_fit_evaluate_recommend(tmp_path):
     assert "rmse" in text and "by item activity" in text
     rec = json.loads(fusionrec("recommend", art, "--user", "u0", "-k", "3", "--explain", "--json").stdout)
     first = rec["recommendations"][0]
-    assert 1.0 <= first["predicted_rating"] <= 5.0 and set(first["explanation"]) >= {"user_bias", "item_bias"}
+    assert 1.0 <= first["predicted_rating"] <= 5.0
+    assert set(first["explanation"]["parts"]) >= {"user_bias", "item_bias"}
     assert "predicted rating" in fusionrec("recommend", art, "--user", "u0", "-k", "2", "--explain").stdout
     bad = fusionrec(
         "fit", *common, "--model", "most-popular", "--task", "rating", "--out", tmp_path / "x", check=False

@@ -15,7 +15,7 @@ from fusionrec.cli import main
 from fusionrec.data.loaders import load_dataset
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError
-from fusionrec.evaluation import evaluate
+from fusionrec.evaluation import VALIDATOR, evaluate
 from fusionrec.models.mf import ALS
 from fusionrec.models.registry import get_model_class, model_names
 from fusionrec.pipeline import build_model
@@ -116,7 +116,7 @@ def test_the_trainer_hook_stops_a_torch_fit_and_keeps_its_best_epoch(small_csv):
     model = build_model("bpr-torch", {"factors": 8, "batch_size": 128, "epochs": 50}, show_progress=False)
     seen: list[int] = []
     model.on_valid = lambda epoch, value: seen.append(epoch) or epoch == 4
-    model.fit(split.train, valid=split.valid)
+    model.fit(split.train, valid=split.valid, validate=VALIDATOR)
     assert seen == [1, 2, 3, 4] and model.epochs_run_ == 4 and model.best_epoch_ <= 4
 
 

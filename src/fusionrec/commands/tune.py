@@ -128,6 +128,7 @@ def run_search(args: argparse.Namespace) -> int:
     from fusionrec.artifacts import save_artifact
     from fusionrec.commands._common import table
     from fusionrec.data.splits import split_summary
+    from fusionrec.errors import ConfigError
     from fusionrec.evaluation import evaluate
     from fusionrec.pipeline import build_model, make_artifact
     from fusionrec.tuning import parse_budget, space_for, tune_model
@@ -136,7 +137,11 @@ def run_search(args: argparse.Namespace) -> int:
     fixed = parse_params(args.param)
     budget = parse_budget(args.budget) if args.budget else (None if args.trials else 600.0)
     space_for(args.model, fixed)  # a bad declaration or unknown model fails before any data is loaded
-    build_model(args.model, fixed, seed=args.seed, show_progress=False)
+    if build_model(args.model, fixed, seed=args.seed, show_progress=False).task == "rating":
+        raise ConfigError(
+            f"{args.model} predicts ratings and the search selects on ranking metrics; "
+            "tune it with --grid (selected on valid RMSE)"
+        )
     ds, split = _load_tuning_split(args)
     features = ds.features if len(ds.features) else None
     res = tune_model(

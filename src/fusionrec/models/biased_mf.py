@@ -66,6 +66,11 @@ class BiasedMF(Recommender):
 
     name = "biased-mf"
     task = "rating"
+    search_space = {
+        "factors": ("int", 16, 256, "log"),
+        "reg": ("float", 1e-3, 0.5, "log"),
+        "learning_rate": ("float", 1e-3, 5e-2, "log"),
+    }
     is_inner_product = True
 
     def __init__(

@@ -59,8 +59,8 @@ class LATTICE(ContentMixin, LightGCN):
     name = "lattice"
     search_space = {
         "factors": ("int", 32, 256, "log"),
-        "knn_k": ("int", 5, 30),
-        "lambda_coeff": ("float", 0.5, 1.0),
+        "neighbors": ("int", 5, 30),
+        "fixed_graph_weight": ("float", 0.5, 1.0),
         "learning_rate": ("float", 1e-4, 2e-2, "log"),
         "reg": ("float", 1e-6, 1e-1, "log"),
     }
