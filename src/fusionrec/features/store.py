@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from fusionrec.errors import DataError
 from fusionrec.features.base import config_key, has_content
+from fusionrec.features.images import max_image_bytes
 
 log = logging.getLogger("fusionrec")
 
@@ -49,11 +51,11 @@ def bytes_key(data: bytes) -> str:
 
 
 def file_key(path: str | os.PathLike) -> str:
-    h = hashlib.blake2b(b"file\0", digest_size=20)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Content hash of an image file; refuses special files, links out of the folder and oversized files
+    (a poster linked to /dev/zero used to hang extraction reading to EOF)."""
+    from fusionrec.files import read_bytes
+
+    return bytes_key(read_bytes(path, max_bytes=max_image_bytes()))
 
 
 def content_keys(sources: Sequence[Any], kind: str) -> tuple[list[str | None], dict[int, str]]:
@@ -73,6 +75,9 @@ def content_keys(sources: Sequence[Any], kind: str) -> tuple[list[str | None], d
             except FileNotFoundError:
                 keys.append(None)
                 unreadable[i] = "file not found"
+            except DataError as e:
+                keys.append(None)
+                unreadable[i] = str(e)
             except OSError as e:
                 keys.append(None)
                 unreadable[i] = f"cannot read file ({e.strerror or e})"
