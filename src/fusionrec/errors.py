@@ -29,3 +29,7 @@ class UnknownItemError(FusionrecError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class TooLargeError(DataError):
+    """Input over a configured size limit (an image declaring too many pixels, a file too big to read)."""

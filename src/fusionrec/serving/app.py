@@ -11,8 +11,11 @@ Endpoints (raw ids everywhere; JSON in and out; see ``/docs``):
 - ``DELETE /users/{user_id}``: forget a user (served model and artifact on disk).
 
 Bad input never reaches a 500: unknown ids are 404 with what to do instead, invalid parameters 422, an
-existing item id 409, an oversized upload 413 (checked while the body streams in, before it is parsed), a
-non-image upload 415. Nothing is ever unpickled: artifacts are JSON + safetensors + npz without pickle.
+existing item id 409, an oversized upload 413 (checked while the body streams in, before it is parsed), an
+image declaring too many pixels 413 (checked from its header, before decoding), a non-image upload 415, a
+malformed request 400. With API keys configured (:mod:`fusionrec.serving.auth`) a request without a valid key
+gets 401 and a read key on a mutating route 403. Every status is declared in ``/openapi.json`` with the body
+it carries. Nothing is ever unpickled: artifacts are JSON + safetensors + npz without pickle.
 """
 
 from __future__ import annotations
@@ -31,8 +34,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fusionrec import __version__
-from fusionrec.errors import ConfigError, DataError, NotFittedError, UnknownItemError, UnknownUserError
+from fusionrec.errors import (
+    ConfigError,
+    DataError,
+    NotFittedError,
+    TooLargeError,
+    UnknownItemError,
+    UnknownUserError,
+)
 from fusionrec.serving import schemas
+from fusionrec.serving.auth import ApiKeyAuth, ApiKeys
 from fusionrec.serving.state import (
     ConflictError,
     Ranked,
@@ -54,6 +65,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (ConflictError, 409),
     (UnsupportedError, 409),
     (UnsupportedMediaError, 415),
+    (TooLargeError, 413),
     (ConfigError, 422),
     (DataError, 422),
     (NotFittedError, 503),
@@ -67,6 +79,7 @@ def create_app(
     index: str = "auto",
     watch: bool = True,
     fast_path: bool = True,
+    api_keys: ApiKeys | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the artifact at ``artifact_path``.
 
@@ -83,6 +96,9 @@ def create_app(
     fast_path
         Serve ``GET /users/{id}/recommendations`` by a lean route (same validation, about twice the
         throughput); False leaves it to the FastAPI route.
+    api_keys
+        Bearer keys guarding the mutating routes (and the reads, when read keys are given); None or empty:
+        every route is open (``fusionrec serve`` allows that on loopback only).
     """
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}")
@@ -94,31 +110,38 @@ def create_app(
     )
     app.state.serving = state
     app.add_middleware(BodyLimit, max_bytes=int(max_upload_mb * 1024 * 1024))
+    keys = api_keys or ApiKeys()
+    if keys.enabled:  # added last, so it runs first: a refused request costs nothing else
+        app.add_middleware(ApiKeyAuth, keys=keys, is_write=is_mutating)
+    app.state.api_keys = keys
 
     for exc_type, status in _STATUS:
         app.add_exception_handler(exc_type, _handler(status))
     app.add_exception_handler(OSError, _os_error)
 
-    @app.get("/healthz", response_model=schemas.Health, tags=["meta"])
+    common = _common_responses(keys)
+    post_common = {**common, 413: {"model": schemas.ErrorBody, "description": "request body too large"}}
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["meta"], responses=_common_responses(ApiKeys()))
     async def healthz() -> JSONResponse:
         snap = state.current()
         return JSONResponse({"status": "ok", "users": snap.n_users, "items": snap.n_items})
 
-    @app.get("/version", response_model=schemas.Version, tags=["meta"])
+    @app.get("/version", response_model=schemas.Version, tags=["meta"], responses=common)
     async def version() -> JSONResponse:
         return JSONResponse(state.describe())
 
     @app.get(
         "/users/{user_id}/recommendations",
         response_model=schemas.Recommendations,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**common, 404: {"model": schemas.ErrorBody}},
         tags=["recommendations"],
     )
     async def user_recommendations(
         user_id: Annotated[str, PathParam(description="raw user id")],
         k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
-        exclude_seen: bool = True,
-        explain: bool = False,
+        exclude_seen: schemas.QueryBool = True,
+        explain: schemas.QueryBool = False,
     ) -> JSONResponse:
         return _user_recommendations(state, user_id, k, exclude_seen, explain)
 
@@ -149,7 +172,7 @@ def create_app(
     @app.post(
         "/recommendations",
         response_model=schemas.Recommendations,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**post_common, 404: {"model": schemas.ErrorBody}},
         tags=["recommendations"],
     )
     async def fold_in_recommendations(body: schemas.FoldInRequest) -> JSONResponse:
@@ -160,7 +183,7 @@ def create_app(
     @app.get(
         "/items/{item_id}",
         response_model=schemas.ItemInfo,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**common, 404: {"model": schemas.ErrorBody}},
         tags=["items"],
     )
     async def item(item_id: str) -> JSONResponse:
@@ -169,7 +192,7 @@ def create_app(
     @app.get(
         "/items/{item_id}/similar",
         response_model=schemas.SimilarItems,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**common, 404: {"model": schemas.ErrorBody}},
         tags=["items"],
     )
     async def similar(
@@ -191,8 +214,12 @@ def create_app(
         response_model=schemas.ItemCreated,
         status_code=201,
         responses={
+            **post_common,
             409: {"model": schemas.ErrorBody},
-            413: {"model": schemas.ErrorBody},
+            413: {
+                "model": schemas.ErrorBody,
+                "description": "upload too large, or an image with too many pixels",
+            },
             415: {"model": schemas.ErrorBody},
         },
         tags=["items"],
@@ -216,13 +243,57 @@ def create_app(
     @app.delete(
         "/users/{user_id}",
         response_model=schemas.UserForgotten,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**common, 404: {"model": schemas.ErrorBody}},
         tags=["users"],
     )
     async def forget(user_id: str) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(state.forget_user, user_id))
 
+    if keys.enabled:
+        _declare_security(app, keys)
     return app
+
+
+def is_mutating(method: str, path: str) -> bool:
+    """Routes that change the artifact: they need a write key."""
+    return method == "DELETE" or (method == "POST" and path.rstrip("/") == "/items")
+
+
+def _common_responses(keys: ApiKeys) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {
+        400: {"model": schemas.ErrorBody, "description": "malformed request"},
+        422: {"model": schemas.ValidationErrorBody, "description": "invalid parameters"},
+        503: {"model": schemas.ErrorBody, "description": "the artifact cannot be read or written right now"},
+    }
+    if keys.enabled:
+        out[401] = {"model": schemas.ErrorBody, "description": "no valid API key"}
+        out[403] = {"model": schemas.ErrorBody, "description": "a read key on a mutating route"}
+    return out
+
+
+def _declare_security(app: FastAPI, keys: ApiKeys) -> None:
+    """Bearer security in the OpenAPI document, on exactly the routes the middleware guards."""
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = base_openapi()
+        spec.setdefault("components", {})["securitySchemes"] = {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "fusionrec API key"}
+        }
+        for path, ops in spec.get("paths", {}).items():
+            for method, op in ops.items():
+                guarded = is_mutating(method.upper(), path) or keys.reads_need_key
+                if guarded and path not in ("/healthz",):
+                    op["security"] = [{"apiKey": []}]
+                else:
+                    op.get("responses", {}).pop("401", None)
+                    op.get("responses", {}).pop("403", None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:
@@ -235,6 +306,7 @@ def app_from_env() -> FastAPI:
         path,
         max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
         index=os.environ.get(ENV_INDEX, "auto"),
+        api_keys=ApiKeys.from_sources(),
     )
     freeze_startup_objects()
     return app
@@ -278,8 +350,9 @@ def _user_recommendations(
     return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
 
 
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off"}
+# what the OpenAPI document promises for a boolean query parameter: true or false, nothing else
+_TRUE = {"true"}
+_FALSE = {"false"}
 
 
 def _query_int(query, name: str, default: int, lo: int, hi: int, errors: list) -> int:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 MAX_K = 1000
 MAX_HISTORY = 5000
+
+
+def _query_bool(value: Any) -> Any:
+    """A boolean query parameter is ``true`` or ``false``, as the OpenAPI document says; ``0``/``yes`` are not."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+        raise ValueError("Input should be a valid boolean, unable to interpret input")
+    return value
+
+
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 
 
 class FoldInRequest(BaseModel):
@@ -15,13 +28,13 @@ class FoldInRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[str | int] = Field(
+    items: list[str | StrictInt] = Field(
         default_factory=list,
         max_length=MAX_HISTORY,
         description="raw item ids (strings or integers) the user interacted with; empty = most popular items",
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="number of recommendations")
-    exclude_seen: bool = Field(True, description="leave the given items out of the recommendations")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="number of recommendations")
+    exclude_seen: StrictBool = Field(True, description="leave the given items out of the recommendations")
 
 
 class ScoredItem(BaseModel):
@@ -91,4 +104,18 @@ class Version(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    detail: Any
+    detail: str = Field(description="what went wrong and what to do")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    """422: request validation issues (a list), or one message for a value the model or data rejects."""
+
+    detail: list[ValidationIssue] | str

@@ -34,7 +34,14 @@ import scipy.sparse as sp
 from fusionrec import __version__
 from fusionrec.artifacts import Artifact, forget_user, load_artifact, save_artifact
 from fusionrec.data.dataset import IdMap
-from fusionrec.errors import ConfigError, DataError, FusionrecError, UnknownItemError, UnknownUserError
+from fusionrec.errors import (
+    ConfigError,
+    DataError,
+    FusionrecError,
+    TooLargeError,
+    UnknownItemError,
+    UnknownUserError,
+)
 from fusionrec.models.cold import ContentMapper, cold_item_vectors, fit_content_mapper
 from fusionrec.serving.index import ExactIndex, HNSWIndex, build_index
 
@@ -690,10 +697,12 @@ def _content_neighbours(snap: Snapshot, rows: dict[str, np.ndarray]) -> tuple[np
 
 def _check_image(data: bytes) -> None:
     """Refuse uploads that are not decodable images (415), before any extractor sees them."""
-    from fusionrec.features.images import ImageDecodeError, open_rgb
+    from fusionrec.features.images import ImageDecodeError, ImageTooLargeError, open_rgb
 
     try:
         open_rgb(data)
+    except ImageTooLargeError as e:  # a decompression bomb is refused from its header, before decoding
+        raise TooLargeError(f"the image upload is too large: {e}") from None
     except ImageDecodeError as e:
         raise UnsupportedMediaError(
             f"the image upload is not a readable image ({e}); send a JPEG, PNG or WebP file"
