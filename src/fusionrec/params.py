@@ -69,6 +69,27 @@ def type_errors(params: dict[str, Any], signature: inspect.Signature) -> list[st
     return out
 
 
+class CliText(str):
+    """A parameter value as typed on the command line: :func:`convert_cli` turns it into its parameter's type
+    where the constructor is known (``--param factors=64`` → 64; ``--param factors=abc`` → an error)."""
+
+
+def convert_cli(params: dict[str, Any], signature: inspect.Signature, owner: str) -> dict[str, Any]:
+    """``params`` with every :class:`CliText` value converted by its parameter's annotation.
+
+    Raises ``ValueError`` naming ``owner``, the parameter and the expected type when a text does not convert.
+    """
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, CliText):
+            try:
+                value = convert_text(str(value), signature.parameters.get(key))
+            except ValueError as e:
+                raise ValueError(f"{owner} parameter {key}: {e}") from None
+        out[key] = value
+    return out
+
+
 def convert_text(text: str, param: inspect.Parameter | None) -> Any:
     """A command-line value as the type its parameter wants (JSON-ish when the type is unknown).
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from fusionrec.data.dataset import ItemContent
 from fusionrec.errors import ConfigError, DataError, NotFittedError
-from fusionrec.params import type_errors
+from fusionrec.params import convert_cli, type_errors
 
 log = logging.getLogger("fusionrec")
 
@@ -343,6 +343,10 @@ def get_extractor(name: str, **params: Any) -> Extractor:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ConfigError(f"extractor {name!r} has no parameter(s) {unknown}; it accepts {sorted(accepted)}")
+    try:  # values typed on the command line become their parameter's type
+        params = convert_cli(params, inspect.signature(cls.__init__), f"extractor {name!r}")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return cls(**params)
 
 

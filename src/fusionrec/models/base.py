@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError, DataError, NotFittedError, UnknownUserError
-from fusionrec.params import type_errors
+from fusionrec.params import convert_cli, type_errors
 
 log = logging.getLogger("fusionrec")
 
@@ -66,16 +66,21 @@ class Recommender:
                 f"model {cls.name!r} has no parameter(s) {unknown}; valid: "
                 + ", ".join(f"{k}={v!r}" for k, v in valid.items())
             )
-        wrong = type_errors(params, inspect.signature(cls.__init__))
+        sig = inspect.signature(cls.__init__)
+        try:  # values typed on the command line become their parameter's type
+            params = convert_cli(params, sig, f"model {cls.name!r}")
+        except ValueError as e:
+            raise ConfigError(f"{e} (--param KEY=VALUE)") from None
+        wrong = type_errors(params, sig)
         if wrong:
             raise ConfigError(f"model {cls.name!r}: parameter(s) of the wrong type: {'; '.join(wrong)}")
         for key, value in params.items():
-            if key.endswith("_metric") and isinstance(value, str):
+            if (key == "metric" or key.endswith("_metric")) and isinstance(value, str):
                 from fusionrec.evaluation.metrics import parse_metric  # evaluation imports this module
 
                 try:
                     parse_metric(value)
-                except ConfigError as e:
+                except ValueError as e:  # ConfigError is a ValueError too
                     raise ConfigError(f"model {cls.name!r} parameter {key}: {e}") from None
         return cls(**params)
 
