@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import READ_KEY, WRITE_KEY, ServerProcess, run_cli
+from attack_helpers import READ_KEY, WRITE_KEY, ServerProcess, run_cli
 
 from fusionrec.errors import ConfigError
 from fusionrec.serving.auth import ApiKeys

@@ -7,7 +7,7 @@ import shutil
 import sys
 
 import pytest
-from conftest import run_cli
+from attack_helpers import run_cli
 
 from fusionrec.artifacts import load_artifact
 from fusionrec.errors import ConfigError, DataError

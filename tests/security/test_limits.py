@@ -9,7 +9,7 @@ import shutil
 import time
 
 import pytest
-from conftest import ServerProcess, png_bytes, run_cli
+from attack_helpers import ServerProcess, png_bytes, run_cli
 
 from fusionrec.artifacts import load_artifact
 from fusionrec.errors import DataError
