@@ -117,6 +117,8 @@ def convert_text(text: str, param: inspect.Parameter | None) -> Any:
                 return value
         except json.JSONDecodeError:
             pass
+    if str in allowed and "," not in text and not text.lstrip().startswith(("[", "{")):
+        return text  # "ndcg@20" for ``metric: str | Sequence[str]`` stays one name
     if dict in allowed or list in allowed:
         value = _json_ish(text)
         if isinstance(value, str) and list in allowed:

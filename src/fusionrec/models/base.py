@@ -75,11 +75,12 @@ class Recommender:
         if wrong:
             raise ConfigError(f"model {cls.name!r}: parameter(s) of the wrong type: {'; '.join(wrong)}")
         for key, value in params.items():
-            if (key == "metric" or key.endswith("_metric")) and isinstance(value, str):
+            if key == "metric" or key.endswith("_metric"):
                 from fusionrec.evaluation.metrics import parse_metric  # evaluation imports this module
 
                 try:
-                    parse_metric(value)
+                    for spec in [value] if isinstance(value, str) else value or []:
+                        parse_metric(str(spec))
                 except ValueError as e:  # ConfigError is a ValueError too
                     raise ConfigError(f"model {cls.name!r} parameter {key}: {e}") from None
         return cls(**params)
