@@ -58,6 +58,8 @@ log = logging.getLogger("fusionrec")
 ENV_ARTIFACT = "FUSIONREC_ARTIFACT"
 ENV_MAX_UPLOAD_MB = "FUSIONREC_MAX_UPLOAD_MB"
 ENV_INDEX = "FUSIONREC_INDEX"
+# what POST /items accepts as a new id (checked again, after stripping, by the state)
+ITEM_ID_PATTERN = r"^[^\x00-\x1f\x7f/]*[^\x00-\x1f\x7f/\s][^\x00-\x1f\x7f/]*$"
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (UnknownUserError, 404),
@@ -192,13 +194,19 @@ def create_app(
     @app.get(
         "/items/{item_id}/similar",
         response_model=schemas.SimilarItems,
-        responses={**common, 404: {"model": schemas.ErrorBody}},
+        responses={
+            **common,
+            404: {"model": schemas.ErrorBody},
+            409: {"model": schemas.ErrorBody, "description": "the item has no content to compare by"},
+        },
         tags=["items"],
     )
     async def similar(
         item_id: str,
         k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
-        modality: Annotated[str, Query(max_length=100, description="a modality name, or 'all'")] = "all",
+        modality: Annotated[
+            str, Query(max_length=100, description="a modality of this artifact, or 'all'")
+        ] = "all",
     ) -> JSONResponse:
         snap, ranked = state.similar_items(item_id, k, modality)
         body = {
@@ -225,15 +233,31 @@ def create_app(
         tags=["items"],
     )
     async def add_item(
-        item_id: Annotated[str, Form(alias="id", min_length=1, max_length=200, description="new item id")],
-        title: Annotated[str | None, Form(max_length=1000)] = None,
+        item_id: Annotated[
+            str,
+            Form(
+                alias="id", min_length=1, max_length=200, pattern=ITEM_ID_PATTERN, description="new item id"
+            ),
+        ],
+        title: Annotated[str | None, Form(max_length=1000, pattern=r"^$|\S")] = None,
         text: Annotated[
             str | None,
-            Form(max_length=100_000, description="text the text modality is made of (defaults to the title)"),
+            Form(
+                max_length=100_000,
+                pattern=r"^$|\S",
+                description="text the text modality is made of (defaults to the title)",
+            ),
         ] = None,
-        image: Annotated[UploadFile | None, File(description="image file (JPEG, PNG, WebP, ...)")] = None,
+        image: Annotated[
+            UploadFile | str | None, File(description="image file (JPEG, PNG, WebP, ...)")
+        ] = None,
     ) -> JSONResponse:
-        data = await image.read() if image is not None else None
+        if isinstance(
+            image, str
+        ):  # a part sent without a filename: its bytes, as the form parser decoded them
+            data: bytes | None = _form_field_bytes(image)
+        else:
+            data = await image.read() if image is not None else None
         if data is not None and not data:
             data = None
         # feature extraction (CNN / sentence model) is slow: keep it off the event loop
@@ -243,14 +267,20 @@ def create_app(
     @app.delete(
         "/users/{user_id}",
         response_model=schemas.UserForgotten,
-        responses={**common, 404: {"model": schemas.ErrorBody}},
+        responses={
+            **common,
+            404: {"model": schemas.ErrorBody},
+            409: {
+                "model": schemas.ErrorBody,
+                "description": "this model cannot forget a user; refit without it",
+            },
+        },
         tags=["users"],
     )
     async def forget(user_id: str) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(state.forget_user, user_id))
 
-    if keys.enabled:
-        _declare_security(app, keys)
+    _customise_openapi(app, keys, sorted(state.current().unit_features))
     return app
 
 
@@ -271,21 +301,42 @@ def _common_responses(keys: ApiKeys) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def _declare_security(app: FastAPI, keys: ApiKeys) -> None:
-    """Bearer security in the OpenAPI document, on exactly the routes the middleware guards."""
+def _customise_openapi(app: FastAPI, keys: ApiKeys, modalities: list[str]) -> None:
+    """What the route signatures cannot say: bearer security on exactly the routes the middleware guards, the
+    artifact's modality names, and that a new item needs some content (a text, a title or a non-empty image)."""
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         spec = base_openapi()
-        spec.setdefault("components", {})["securitySchemes"] = {
-            "apiKey": {"type": "http", "scheme": "bearer", "description": "fusionrec API key"}
-        }
+        components = spec.setdefault("components", {})
+        for name, schema in components.get("schemas", {}).items():
+            if name.startswith("Body_add_item"):
+                props = schema.get("properties", {})
+                given = {
+                    f: [v for v in props[f].get("anyOf", [props[f]]) if v.get("type") != "null"]
+                    for f in props
+                }
+                for variant in given.get("image", []):
+                    # a file part (clients and test generators read "binary" so), and an empty file is no image
+                    variant.update(format="binary", minLength=1)
+                # some content: a text or title with a non-space character (an empty field counts as absent)
+                needs = {f: {**given[f][0], "pattern": r"\S"} for f in ("text", "title") if given.get(f)}
+                needs.update({"image": given["image"][0]} if given.get("image") else {})
+                schema["anyOf"] = [{"required": [f], "properties": {f: v}} for f, v in needs.items()]
+        if keys.enabled:
+            components["securitySchemes"] = {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "fusionrec API key"}
+            }
         for path, ops in spec.get("paths", {}).items():
             for method, op in ops.items():
-                guarded = is_mutating(method.upper(), path) or keys.reads_need_key
-                if guarded and path not in ("/healthz",):
+                for param in op.get("parameters", []):
+                    if path == "/items/{item_id}/similar" and param.get("name") == "modality":
+                        param["schema"]["enum"] = ["all", *modalities]
+                guarded = keys.enabled and path != "/healthz"
+                guarded = guarded and (is_mutating(method.upper(), path) or keys.reads_need_key)
+                if guarded:
                     op["security"] = [{"apiKey": []}]
                 else:
                     op.get("responses", {}).pop("401", None)
@@ -411,6 +462,15 @@ def _query_bool(query, name: str, default: bool, errors: list) -> bool:
         }
     )
     return default
+
+
+def _form_field_bytes(value: str) -> bytes:
+    """The bytes of a multipart part read as text: Starlette decodes UTF-8 and falls back to Latin-1 (which
+    every image with a byte over 0x7f in its header, PNG and JPEG included, takes)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def _items(snap: Snapshot, ranked: Ranked, explanations: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

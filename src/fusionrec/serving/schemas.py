@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 MAX_K = 1000
 MAX_HISTORY = 5000
@@ -23,17 +23,31 @@ def _query_bool(value: Any) -> Any:
 QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 
 
+def _json_int(value: Any) -> Any:
+    """An integer as JSON Schema has it: ``3`` and ``3.0`` are integers; ``true``, ``"3"`` and ``3.5`` are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be a valid integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("Input should be a valid integer, got a number with a fractional part")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+
+
 class FoldInRequest(BaseModel):
     """An unknown user, known by the raw ids of items it interacted with (most recent first or any order)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[str | StrictInt] = Field(
+    items: list[str | JsonInt] = Field(
         default_factory=list,
         max_length=MAX_HISTORY,
         description="raw item ids (strings or integers) the user interacted with; empty = most popular items",
     )
-    k: StrictInt = Field(10, ge=1, le=MAX_K, description="number of recommendations")
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description="number of recommendations")
     exclude_seen: StrictBool = Field(True, description="leave the given items out of the recommendations")
 
 

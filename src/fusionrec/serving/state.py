@@ -339,7 +339,9 @@ class ServingState:
                 have = sorted(snap.unit_features)
                 raise ConfigError(f"no modality {modality!r} in this artifact; use one of {have + ['all']}")
             if not snap.masks[modality][i]:
-                raise DataError(f"item {raw_item!r} has no {modality} content; try another modality or 'all'")
+                raise UnsupportedError(
+                    f"item {raw_item!r} has no {modality} content; try another modality or 'all'"
+                )
             sims = snap.unit_features[modality] @ snap.unit_features[modality][i]
             sims = np.where(snap.masks[modality], sims, -np.inf)
             source = f"{modality} features (cosine)"
@@ -507,8 +509,8 @@ class ServingState:
                     )
                     continue
                 out[m] = v
-        if not out:
-            raise DataError(
+        if not out:  # the upload was well-formed but its content is unusable: 415, as for a non-image
+            raise UnsupportedMediaError(
                 "no modality could be extracted from the given content (modalities: "
                 f"{sorted(configs)}); send text for text modalities and a readable image for image ones"
             )
@@ -666,7 +668,7 @@ def _fused_similarity(snap: Snapshot, i: int) -> np.ndarray:
         total += np.where(ok, unit @ unit[i], 0.0)
         count += ok
     if not count.any():
-        raise DataError("this item has no content in any modality to compare by")
+        raise UnsupportedError("this item has no content in any modality to compare by")
     return np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
 
 
