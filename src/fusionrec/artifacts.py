@@ -183,7 +183,7 @@ def _step(name: str) -> None:
 
 
 def _versions(parent: Path, name: str) -> dict[int, Path]:
-    out = {}
+    out: dict[int, Path] = {}
     try:
         entries = list(os.scandir(parent))
     except FileNotFoundError:

@@ -146,7 +146,7 @@ def test_text_only_item_and_a_second_item(movies_template, tmp_path, client_for)
     assert r.status_code == 201 and r.json()["modalities"] == ["text"] and r.json()["items"] == 535
     # words outside the TF-IDF vocabulary give no text features, and there is no image: nothing to place it by
     r = c.post("/items", data={"id": "new-3", "title": "Qwzx blorft"})
-    assert r.status_code == 422 and "no modality could be extracted" in r.text
+    assert r.status_code == 415 and "no modality could be extracted" in r.text
     assert c.get("/items/new-1/similar", params={"modality": "image"}).status_code == 422  # no image content
     assert c.get("/items/new-1/similar", params={"modality": "text"}).status_code == 200
 

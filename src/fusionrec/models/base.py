@@ -275,6 +275,7 @@ class Recommender:
         for key, n in (("n_users_", n_users), ("n_items_", n_items)):
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise DataError(f"model {self.name!r}: {key} is {n!r}, not a count")
+        assert isinstance(n_users, int) and isinstance(n_items, int)
         for k, v in arrays.items():
             if k.startswith("user_") and k.endswith("_indptr_"):
                 want, got = n_users + 1, (v.shape[0] if v.ndim else -1)
