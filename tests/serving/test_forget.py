@@ -15,7 +15,7 @@ from serving_helpers import copy_artifact, free_port
 
 from fusionrec.artifacts import Artifact, forget_user, load_artifact
 from fusionrec.data.dataset import IdMap
-from fusionrec.errors import ConfigError, DataError, UnknownUserError
+from fusionrec.errors import ConfigError, UnknownUserError
 from fusionrec.models.base import Recommender
 from fusionrec.serving.state import ServingState
 
