@@ -41,6 +41,7 @@ def test_mutating_routes_need_the_write_key_reads_need_the_read_key(artifact, ke
         assert WRITE_KEY not in out and READ_KEY not in out  # keys are never logged
 
 
+@pytest.mark.slow
 def test_reads_stay_open_without_a_read_key(artifact):
     with ServerProcess(artifact, FUSIONREC_API_KEY=WRITE_KEY) as srv:
         with srv.client() as anon:

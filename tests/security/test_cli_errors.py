@@ -52,6 +52,7 @@ def test_bad_extractor_param_is_a_one_line_error(dataset_dir, tmp_path):
     assert res.returncode == 2 and "max_side: 'big' is not a valid int" in res.stderr, res.stderr
 
 
+@pytest.mark.slow
 def test_demo_serve_starts_the_server_on_the_demo_artifact(tmp_path):
     # `fusionrec demo --serve` used to crash with ImportError: serve_artifact
     port = free_port()

@@ -122,6 +122,7 @@ def test_inconsistent_artifact_is_a_clear_error_naming_the_file(als_dir, case):
         load_artifact(als_dir)
 
 
+@pytest.mark.slow
 def test_damaged_artifact_fails_serve_and_recommend_with_exit_2(als_dir):
     _cut_user_factors(als_dir)
     for cmd in (["serve", als_dir, "--port", "1"], ["recommend", als_dir, "--user", "u19"]):

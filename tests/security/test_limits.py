@@ -35,6 +35,7 @@ def test_bomb_png_upload_is_refused_before_decoding(artifact):
         assert c.get("/items/bomb0").status_code == 404
 
 
+@pytest.mark.slow
 def test_pixel_limit_is_configurable(artifact):
     small = png_bytes(300, 300, colour=90)
     with ServerProcess(artifact, "--max-image-mpx", "0.05") as srv, srv.client() as c:

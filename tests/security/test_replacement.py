@@ -51,7 +51,7 @@ def _leftovers(parent, name="model"):
     )
 
 
-@pytest.mark.parametrize("layout", ["plain-dir", "versioned"])
+@pytest.mark.parametrize("layout", [pytest.param("plain-dir", marks=pytest.mark.slow), "versioned"])
 def test_kill_at_every_step_leaves_a_loadable_artifact(artifact_template, tmp_path, layout):
     work = tmp_path / "deploy"
     artifact = work / "model"
@@ -94,6 +94,7 @@ def test_kill_at_every_step_leaves_a_loadable_artifact(artifact_template, tmp_pa
     assert len(killed_at) == (6 if layout == "plain-dir" else 5)
 
 
+@pytest.mark.slow
 def test_random_kill_9_of_a_writer_never_loses_the_artifact(artifact, artifact_template):
     n_users = len(load_artifact(artifact).user_ids)
     for delay in (0.15, 0.4, 0.8):
