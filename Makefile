@@ -6,7 +6,10 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench venv clean sysdeps
+
+# Debian packages the tests drive for real: a browser for the web page, media tools for audio/video items.
+SYSTEM_PACKAGES := chromium chromium-driver sox espeak-ng ffmpeg
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +27,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/fusionrec demo
 
-test: $(DEVSTAMP)
+sysdeps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: $(DEVSTAMP) sysdeps
 	$(PY) -m pytest -q
 
 lint: $(DEVSTAMP)

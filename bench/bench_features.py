@@ -1,7 +1,8 @@
 """Feature extraction throughput on the real posters and texts (decoding included), cache re-runs, memory.
 
 Rows: CNN images/s with onnxruntime and with eager torch in the same process (and their ratio), sentence
-texts/s, BoVW and colour images/s, the time a cached re-run takes, and peak resident memory.
+texts/s, BoVW and colour images/s, the time a cached re-run takes, and peak resident memory; then audio and
+video clips/s on generated media (``run_media``; ``python bench/bench_features.py --media`` runs only those).
 """
 
 from __future__ import annotations
@@ -125,11 +126,85 @@ def run(quick: bool = False) -> list[dict]:
         rows.append(
             _row("cached re-run (hash + lookup)", time.perf_counter() - t, "s", f"{len(cached)} posters")
         )
+    rows += run_media(quick)
     rows.append(_row("peak RSS", _rss_mb(), "MiB", "whole bench process"))
     assert present.all()
     return rows
 
 
+def _write_media(folder: Path, n: int, seconds: float) -> tuple[list[str], list[str]]:
+    """``n`` WAVs (tone + noise) and ``n`` MP4 clips (two colour scenes, 320x240 at 25 fps, AAC soundtrack)."""
+    import av
+    import numpy as np
+
+    sr, fps, w, h = 16000, 25, 320, 240
+    rng = np.random.RandomState(0)
+    wavs, clips = [], []
+    t = np.arange(int(seconds * sr)) / sr
+    for i in range(n):
+        y = (0.3 * np.sin(2 * np.pi * (200 + 40 * i) * t) + 0.05 * rng.randn(t.size)).astype(np.float32)
+        for path, with_video in ((folder / f"a{i}.wav", False), (folder / f"v{i}.mp4", True)):
+            with av.open(str(path), "w") as out:
+                vs = out.add_stream("mpeg4", rate=fps) if with_video else None
+                if vs is not None:
+                    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+                stream = out.add_stream("aac" if with_video else "pcm_s16le", rate=sr)
+                stream.layout = "mono"
+                for k in range(int(seconds * fps) if vs is not None else 0):
+                    img = np.empty((h, w, 3), np.uint8)
+                    img[:] = (200, 40, 40) if k < seconds * fps / 2 else (40, 40, 200)
+                    img[:, (k * 5) % w :][:, :8] = 255
+                    for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                        out.mux(packet)
+                if vs is not None:
+                    for packet in vs.encode():
+                        out.mux(packet)
+                frame = av.AudioFrame.from_ndarray(y.reshape(1, -1), format="fltp", layout="mono")
+                frame.sample_rate = sr
+                for packet in [*stream.encode(frame), *stream.encode()]:
+                    out.mux(packet)
+            (clips if with_video else wavs).append(str(path))
+    return wavs, clips
+
+
+def run_media(quick: bool = False) -> list[dict]:
+    """Audio and video extraction throughput on generated clips (decoding included), and a cached re-run."""
+    from fusionrec.features import FeatureStore, extract_modality, get_extractor
+    from fusionrec.features.base import extractor_for
+
+    n, seconds = (8, 10.0) if quick else (24, 10.0)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        wavs, clips = _write_media(Path(tmp), n, seconds)
+        mfcc = get_extractor("mfcc")
+        mfcc.transform(wavs[:1])
+        t = time.perf_counter()
+        _, ok = mfcc.transform(wavs)
+        rows.append(
+            _row("audio mfcc (wav)", n / (time.perf_counter() - t), "clips/s", f"{seconds:.0f} s each")
+        )
+        t = time.perf_counter()
+        _, ok2 = mfcc.transform(clips)
+        rows.append(_row("soundtrack mfcc (mp4 aac)", n / (time.perf_counter() - t), "clips/s"))
+        note = f"{seconds:.0f} s 320x240 25 fps, 1 frame/s"
+        for image in ("color", "cnn"):
+            ext = extractor_for("video", image)
+            ext.transform(clips[:1])  # model load (and ONNX export on a fresh cache) left out
+            t = time.perf_counter()
+            _, ok3 = ext.transform(clips)
+            rows.append(_row(f"video frames + {image}", n / (time.perf_counter() - t), "clips/s", note))
+        store = FeatureStore(Path(tmp) / "store")
+        extract_modality(extractor_for("video", "color"), clips, store=store)
+        t = time.perf_counter()
+        _, _, rep = extract_modality(extractor_for("video", "color"), clips, store=store)
+        assert rep.n_extracted == 0 and ok.all() and ok2.all() and ok3.all()
+        rows.append(_row("video cached re-run (hash + lookup)", time.perf_counter() - t, "s", f"{n} clips"))
+    rows.append(_row("peak RSS after media", _rss_mb(), "MiB"))
+    return rows
+
+
 if __name__ == "__main__":
-    for r in run(quick=True):
+    import sys
+
+    for r in run_media(quick=True) if "--media" in sys.argv else run(quick=True):
         print(r)

@@ -6,7 +6,7 @@ that makes sense, since these machines are small and noisy.
 
     python bench/run.py            # everything
     python bench/run.py --quick    # smaller sizes
-    python bench/run.py evaluator  # only bench_evaluator.py
+    python bench/run.py models     # only bench_models.py
 """
 
 from __future__ import annotations

@@ -52,6 +52,10 @@ from fusionrec.models.registry import get_model_class
 log = logging.getLogger("fusionrec")
 
 FORMAT_VERSION = 1
+# per-item lists kept in extra.json rather than model.json (one entry per item: long)
+ITEM_LISTS = ("item_titles", "item_images")
+# extra_arrays key: the timestamp of each training interaction, aligned with ``train``'s sorted nonzeros
+TRAIN_TIMES = "train/times"
 #: called with the name of each step of a replacement, after it is done (tests kill the process there)
 crash_hook: Callable[[str], None] | None = None
 
@@ -102,7 +106,7 @@ def _write_files(art: Artifact, tmp: Path) -> None:
         "model": model.name,
         "params": model.get_params(),
         "state": model.state_meta(),
-        **{k: v for k, v in art.info.items() if k != "item_titles"},
+        **{k: v for k, v in art.info.items() if k not in ITEM_LISTS},
     }
     _write_text(tmp / "model.json", json.dumps(meta, indent=2, default=_json_default))
     _write_text(
@@ -116,8 +120,9 @@ def _write_files(art: Artifact, tmp: Path) -> None:
         save_file(feats, str(tmp / "features.safetensors"))
     if art.extra_arrays:
         save_file(encode_arrays(art.extra_arrays), str(tmp / "extra_arrays.safetensors"))
-    if art.item_titles is not None:
-        _write_text(tmp / "extra.json", json.dumps({"item_titles": art.item_titles}))
+    lists = {k: art.info[k] for k in ITEM_LISTS if art.info.get(k) is not None}
+    if lists:
+        _write_text(tmp / "extra.json", json.dumps(lists))
     for f in tmp.iterdir():
         _fsync_file(f)
 
@@ -332,7 +337,7 @@ def _load_dir(root: Path) -> Artifact:
             raise DataError(f"{meta_file}: {key!r} must be a non-negative integer; got {meta[key]!r}")
     try:
         cls = get_model_class(meta["model"])
-        model = cls.from_params(params)
+        model = cls.from_params(params, upgrade=True)
         if meta.get("feature_extractors") is not None:
             from fusionrec.features.base import validate_extractor_configs
 
@@ -382,11 +387,14 @@ def _load_dir(root: Path) -> Artifact:
     info = {k: v for k, v in meta.items() if k not in ("format", "params", "state", "model")}
     if (root / "extra.json").exists():
         extra = read_json(root / "extra.json", max_bytes=MAX_JSON_BYTES)
-        titles = extra.get("item_titles") if isinstance(extra, dict) else None
-        if not isinstance(extra, dict) or (
-            titles is not None and not (isinstance(titles, list) and all(isinstance(t, str) for t in titles))
-        ):
-            raise DataError(f"{root / 'extra.json'}: must hold {{'item_titles': [strings]}}")
+
+        def _strings(v: Any) -> bool:
+            return isinstance(v, list) and all(isinstance(t, str) or t is None for t in v)
+
+        if not isinstance(extra, dict) or not all(_strings(extra[k]) for k in ITEM_LISTS if k in extra):
+            raise DataError(
+                f"{root / 'extra.json'}: must hold per-item lists of strings ({', '.join(ITEM_LISTS)})"
+            )
         info.update(extra)
     extra_arrays = {}
     if (root / "extra_arrays.safetensors").exists():
@@ -463,9 +471,14 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     new_model.load_state({k: v.copy() for k, v in model.state_arrays().items()}, model.state_meta())
     new_model.forget_user_rows(idx)
     keep = np.delete(np.arange(n_users), idx)
-    train = sp.csr_matrix(art.train)[keep]
+    old_train = sp.csr_matrix(art.train)
+    train = old_train[keep]
     info = dict(art.info)
     info["forgotten_users"] = int(info.get("forgotten_users", 0)) + 1
+    extra = dict(art.extra_arrays)
+    times = extra.get(TRAIN_TIMES)
+    if times is not None and len(times) == old_train.nnz:  # the user's interaction times go with its row
+        extra[TRAIN_TIMES] = np.delete(times, np.arange(old_train.indptr[idx], old_train.indptr[idx + 1]))
     return Artifact(
         model=new_model,
         user_ids=IdMap(art.user_ids.raw_ids[keep]),
@@ -473,7 +486,7 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
         train=train,
         features=art.features,
         info=info,
-        extra_arrays=dict(art.extra_arrays),
+        extra_arrays=extra,
     )
 
 

@@ -31,5 +31,17 @@ class UnknownItemError(FusionrecError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ConflictError(FusionrecError):
+    """The request clashes with the current state (e.g. an item id that already exists)."""
+
+
+class UnsupportedError(FusionrecError):
+    """This artifact cannot do what was asked (e.g. featurise new items without recorded extractors)."""
+
+
+class UnsupportedMediaError(FusionrecError):
+    """An upload that is not what the endpoint accepts (e.g. not an image)."""
+
+
 class TooLargeError(DataError):
     """Input over a configured size limit (an image declaring too many pixels, a file too big to read)."""

@@ -48,14 +48,18 @@ def check_regular(
     p = Path(path)
     st = os.lstat(p)  # FileNotFoundError propagates: callers treat a missing file as absent content
     if stat.S_ISLNK(st.st_mode):
-        folder = os.path.realpath(inside if inside is not None else p.parent)
         target = os.path.realpath(p)
+        st = os.stat(p)
+        if not stat.S_ISREG(st.st_mode):
+            raise DataError(
+                f"{p}: links to {target}, {_kind(st.st_mode)}, not a regular file; replace it with a real file"
+            )
+        folder = os.path.realpath(inside if inside is not None else p.parent)
         if os.path.commonpath([folder, target]) != folder:
             raise DataError(
                 f"{p}: is a symbolic link to {target}, outside {folder}; refusing to follow it "
                 "(copy the file into the folder instead)"
             )
-        st = os.stat(p)
     if not stat.S_ISREG(st.st_mode):
         raise DataError(f"{p}: is {_kind(st.st_mode)}, not a regular file; replace it with a real file")
     if max_bytes is not None and st.st_size > max_bytes:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-from fusionrec.artifacts import Artifact
+import numpy as np
+import scipy.sparse as sp
+
+from fusionrec.artifacts import TRAIN_TIMES, Artifact
 from fusionrec.data.dataset import Dataset, Split
+from fusionrec.evaluation import VALIDATOR
+from fusionrec.evaluation.evaluator import sample_users_of
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
 
@@ -20,10 +27,31 @@ def build_model(
     """Create a registered model; ``seed`` fills ``random_state`` unless the params set it."""
     params = dict(params or {})
     model = create_model(name, params)
+    check_metric_params(model)
     if seed is not None and "random_state" in model.param_defaults() and "random_state" not in params:
         model.random_state = seed
     model.show_progress = show_progress
     return model
+
+
+def check_metric_params(model: Recommender) -> None:
+    """A metric given as a model parameter (``early_stop_metric=recal@20``) is refused before fitting, with
+    the valid names, instead of failing as a traceback when early stopping first runs."""
+    from fusionrec.errors import ConfigError
+    from fusionrec.evaluation.metrics import parse_metric
+
+    for key, value in model.get_params().items():
+        if key == "metric" or key.endswith("_metric"):
+            try:
+                for spec in [value] if isinstance(value, str) else value or []:
+                    parse_metric(str(spec))
+            except ValueError as e:  # ConfigError is a ValueError too
+                raise ConfigError(f"model {model.name!r} parameter {key}: {e}") from None
+
+
+#: early stopping ranks every item for at most this many valid users (a seeded sample beyond it): ranking all
+#: of a million users each epoch would cost more than the training itself
+MAX_VALID_USERS = 20_000
 
 
 def fit_artifact(
@@ -31,8 +59,11 @@ def fit_artifact(
 ) -> tuple[Artifact, float]:
     """Fit ``model`` on the split's train part (valid for early stopping); returns the artifact and fit seconds."""
     features = ds.features if len(ds.features) else None
+    valid = split.valid if split.valid.nnz else None
+    if valid is not None:
+        valid = sample_users_of(valid, MAX_VALID_USERS, seed or 0)
     t0 = time.perf_counter()
-    model.fit(split.train, features, valid=split.valid if split.valid.nnz else None)
+    model.fit(split.train, features, valid=valid, validate=VALIDATOR if valid is not None else None)
     seconds = time.perf_counter() - t0
     info: dict[str, Any] = {
         "data_fingerprint": ds.fingerprint(),
@@ -45,15 +76,51 @@ def fit_artifact(
         info["feature_extractors"] = features.extractors
     if ds.content is not None and ds.content.titles is not None:
         info["item_titles"] = ds.content.titles
+    if ds.content is not None:
+        info.update(_image_table(ds.content.image_paths))
+    train = split.train
+    if not train.has_canonical_format:  # stored interaction times are aligned with sorted nonzeros
+        train = train.copy()
+        train.sum_duplicates()
     art = Artifact(
         model=model,
         user_ids=ds.user_ids,
         item_ids=ds.item_ids,
-        train=split.train,
+        train=train,
         features=features,
         info=info,
     )
     if features is not None:
         # fitted extractors (TF-IDF vocabulary, BoVW codebook, ...) travel with the artifact for new items
         art.extra_arrays.update({f"extractor/{k}": v for k, v in features.extractor_state.items()})
+    if ds.timestamps is not None:
+        art.extra_arrays[TRAIN_TIMES] = interaction_times(ds, train)
     return art, seconds
+
+
+def interaction_times(ds: Dataset, matrix: sp.csr_matrix) -> np.ndarray:
+    """The timestamp of each nonzero of ``matrix`` (storage order): the latest of its (user, item) rows."""
+    assert ds.timestamps is not None
+    n_items = np.int64(ds.n_items)
+    keys = ds.users * n_items + ds.items
+    order = np.lexsort((ds.timestamps, keys))
+    keys, times = keys[order], ds.timestamps[order]
+    last = np.r_[keys[1:] != keys[:-1], True]
+    keys, times = keys[last], times[last]
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    pos = np.searchsorted(keys, rows * n_items + matrix.indices)
+    pos = np.minimum(pos, len(keys) - 1)
+    found = keys[pos] == rows * n_items + matrix.indices
+    return np.where(found, times[pos], 0).astype(np.int64)
+
+
+def _image_table(paths: list[str | None]) -> dict[str, Any]:
+    """The items' image files as one folder plus names relative to it (what the web page may serve)."""
+    present = [os.path.abspath(p) for p in paths if p]
+    if not present:
+        return {}
+    root = Path(os.path.commonpath([os.path.dirname(p) for p in present]))
+    return {
+        "image_root": str(root),
+        "item_images": [os.path.relpath(os.path.abspath(p), root) if p else None for p in paths],
+    }

@@ -1,4 +1,4 @@
-"""Sparse graph builders: normalised adjacency, edge pruning, kNN content graphs, co-occurrence."""
+"""Similarity and graph builders: normalised adjacency, edge pruning, kNN, fused content cosine."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import pytest
 import scipy.sparse as sp
 
 from fusionrec.data.graph import (
-    item_cooccurrence_graph,
+    column_cosine,
+    fused_cosine,
     item_item_knn_graph,
     knn_cosine,
-    normalized_adjacency,
+    normalised_adjacency,
     prune_edges,
-    sym_normalize,
-    topk_per_row,
-    user_cooccurrence_graph,
+    unit_rows,
 )
 from fusionrec.errors import ConfigError
 
@@ -28,7 +27,7 @@ def _random_csr(n_users=30, n_items=25, density=0.25, seed=0) -> sp.csr_matrix:
 
 def test_normalized_adjacency_matches_dense_formula():
     r = _random_csr()
-    a = normalized_adjacency(r)
+    a = normalised_adjacency(r)
     n_u, n_i = r.shape
     dense = np.zeros((n_u + n_i,) * 2)
     dense[:n_u, n_u:] = r.toarray()
@@ -99,27 +98,34 @@ def test_knn_graph_is_normalised_and_skips_items_without_content():
     assert (w.data > 0).all() and not np.allclose(w.data, w.data[0])
 
 
-def test_topk_per_row_keeps_largest_values():
-    m = sp.csr_matrix(np.array([[0, 3, 1, 2], [5, 0, 0, 0], [1, 1, 4, 0]], np.float32))
-    t = topk_per_row(m, 2).toarray()
-    np.testing.assert_array_equal(t, [[0, 3, 0, 2], [5, 0, 0, 0], [1, 0, 4, 0]])
+def test_knn_cosine_ties_at_the_cut_go_to_the_lower_index():
+    # identical rows used to land in the neighbour list in argpartition's order, not a fixed one
+    x = np.array([[1.0, 0.0]] * 6 + [[0.0, 1.0]], np.float32)
+    g = knn_cosine(x, 3, include_self=False)
+    assert list(g[0].indices) == [1, 2, 3] and list(g[5].indices) == [0, 1, 2]
 
 
-def test_cooccurrence_graphs_match_dense_counts():
+def test_knn_cosine_refuses_shrink_on_dense_features():
+    with pytest.raises(ConfigError, match="shrink"):
+        knn_cosine(np.eye(3, dtype=np.float32), 2, shrink=1.0)
+
+
+def test_fused_cosine_averages_over_the_modalities_both_sides_have():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=(8, 3)).astype(np.float32)
+    has_b = np.array([True] * 6 + [False] * 2)
+    sims = fused_cosine(
+        {"a": a[2], "b": b[2]}, {"a": unit_rows(a), "b": unit_rows(b)}, {"a": np.ones(8, bool), "b": has_b}
+    )[0]
+    cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
+    assert sims[0] == pytest.approx((cos(a[2], a[0]) + cos(b[2], b[0])) / 2, rel=1e-5)
+    assert sims[7] == pytest.approx(cos(a[2], a[7]), rel=1e-5)  # no b content: a alone
+
+
+def test_column_cosine_is_summed_item_cosine():
     r = _random_csr(density=0.3)
-    d = r.toarray()
-    c = d.T @ d
-    np.fill_diagonal(c, 0)
-    np.testing.assert_allclose(
-        item_cooccurrence_graph(r, block=7).toarray(), sym_normalize(c).toarray(), rtol=1e-5
-    )
-    cu = d @ d.T
-    np.fill_diagonal(cu, 0)
-    np.testing.assert_allclose(user_cooccurrence_graph(r).toarray(), sym_normalize(cu).toarray(), rtol=1e-5)
-    top = item_cooccurrence_graph(r, k=3, block=4)
-    assert (np.diff(top.indptr) <= 3).all()
-    # the kept neighbours are each row's largest counts
-    for i in range(c.shape[0]):
-        kept = np.flatnonzero(top[i].toarray())
-        if len(kept):
-            assert c[i, kept].min() >= np.sort(c[i])[-3]
+    d = r.toarray().astype(np.float64)
+    n = np.linalg.norm(d, axis=0)
+    cos = (d.T @ d) / np.maximum(np.outer(n, n), 1e-12)
+    items = np.array([0, 4, 7])
+    np.testing.assert_allclose(column_cosine(r, items), cos[:, items].sum(axis=1), rtol=1e-4)

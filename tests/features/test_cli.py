@@ -221,4 +221,4 @@ def test_features_cli_errors(generic_dir, tmp_path, capsys):
         )
         == 2
     )
-    assert "neither extractor" in capsys.readouterr().err
+    assert "no chosen extractor accepts it" in capsys.readouterr().err

@@ -31,7 +31,7 @@ FAST_PARAMS: dict[str, dict] = {
     "bpr": {"factors": 8, "epochs": 60, "learning_rate": 0.05},
     "bpr-torch": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "lightgcn": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
-    "freedom": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "knn_k": 5},
+    "freedom": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},
     "bm3": {"factors": 8, "batch_size": 64, "learning_rate": 0.02},
     "vbpr": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "late-fusion": {
@@ -42,7 +42,7 @@ FAST_PARAMS: dict[str, dict] = {
         },
     },
     "neural": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
-    "lattice": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "knn_k": 5},
+    "lattice": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},
 }
 AUTO_EPOCHS = 20
 
@@ -308,10 +308,11 @@ def test_fold_in_user_prefers_the_users_group(name):
 
 
 @pytest.mark.parametrize("kind", ["distinct", "ties", "masked", "nan"])
-def test_top_k_fast_path_equals_plain_argpartition(kind):
-    # top_k filters large blocks by group maxima before sorting; it must return exactly what a plain
-    # argpartition + stable sort returns, ties and all, or metrics would shift between versions
-    from fusionrec.models.base import top_k
+def test_top_k_fast_path_equals_a_full_stable_sort(kind):
+    # top_k filters large blocks by group maxima before sorting; it must return exactly what a full stable
+    # sort returns (ties by lower index, at the cut too), or lists would differ between evaluation, the
+    # CLI and the server
+    from fusionrec.ranking import top_k
 
     rng = np.random.default_rng(7)
     s = rng.standard_normal((300, 3000)).astype(np.float32)
@@ -322,15 +323,18 @@ def test_top_k_fast_path_equals_plain_argpartition(kind):
         s[:5, 20:] = -np.inf  # fewer finite scores than k
     elif kind == "nan":
         s[rng.random(s.shape) < 0.01] = np.nan
+    clean = np.where(np.isnan(s), -np.inf, s)
     for k in (1, 20, 50):
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(s, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        want_val = np.take_along_axis(vals, order, axis=1)
-        want_idx = np.where(np.isfinite(want_val), np.take_along_axis(part, order, axis=1), -1)
+        order = np.argsort(-clean, axis=1, kind="stable")[:, :k]
+        want_val = np.take_along_axis(clean, order, axis=1)
+        want_idx = np.where(np.isfinite(want_val), order, -1)
         idx, val = top_k(s, k)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(val, want_val)
+        small_idx, _ = top_k(s[:20, :500], k)  # the plain path (small blocks) follows the same rule
+        ref = np.argsort(-clean[:20, :500], axis=1, kind="stable")[:, :k]
+        ref_val = np.take_along_axis(clean[:20, :500], ref, axis=1)
+        np.testing.assert_array_equal(small_idx, np.where(np.isfinite(ref_val), ref, -1))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -351,3 +355,22 @@ def test_forgetting_a_user_keeps_everyone_else_in_place(name):
     # user-based CF scores through the other users, and random draws per user index: both change by design
     if name not in ("userknn", "random"):
         np.testing.assert_allclose(scores, before, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, old, new",
+    [
+        ("freedom", "knn_k", "neighbors"),
+        ("freedom", "mm_layers", "item_layers"),
+        ("lattice", "knn_k", "neighbors"),
+    ],
+)
+def test_old_parameter_names_are_refused_with_the_new_one(name, old, new):
+    # one vocabulary: a renamed parameter must not silently fall back to its default
+    from fusionrec.models.registry import create_model
+
+    with pytest.raises(ConfigError, match=f"'{old}' is now called '{new}'"):
+        create_model(name, {old: 3})
+    # artifacts written before the rename still load
+    model = get_model_class(name).from_params({old: 3}, upgrade=True)
+    assert getattr(model, new) == 3

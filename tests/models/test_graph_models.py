@@ -9,8 +9,9 @@ import torch
 from _support import checkerboard
 
 from fusionrec.data.dataset import Features
-from fusionrec.data.graph import normalized_adjacency
+from fusionrec.data.graph import normalised_adjacency
 from fusionrec.errors import ConfigError
+from fusionrec.evaluation import VALIDATOR
 from fusionrec.models._torch import SparseAdj, resolve_device, sparse_tensor
 from fusionrec.models.bm3 import BM3
 from fusionrec.models.freedom import FREEDOM
@@ -47,7 +48,7 @@ def test_scipy_spmm_matches_torch_sparse_with_gradients():
 
 def test_propagate_is_the_layer_mean_of_graph_powers():
     r = checkerboard(12, 10)
-    a = normalized_adjacency(r)
+    a = normalised_adjacency(r)
     u, i = torch.randn(12, 4), torch.randn(10, 4)
     pu, pi = propagate(SparseAdj(a), u, i, 3)
     e = np.vstack([u.numpy(), i.numpy()])
@@ -89,7 +90,7 @@ def test_freedom_content_graph_places_items_without_interactions():
     train = _board_without_items()
     feats = group_features(30)
     model = quiet(
-        FREEDOM(factors=8, epochs=30, batch_size=128, learning_rate=0.05, knn_k=5, edge_dropout=0.5)
+        FREEDOM(factors=8, epochs=30, batch_size=128, learning_rate=0.05, neighbors=5, edge_dropout=0.5)
     )
     s = model.fit(train, feats).score(np.arange(40))
     g0, g1 = np.arange(40) % 2 == 0, np.arange(40) % 2 == 1
@@ -99,7 +100,7 @@ def test_freedom_content_graph_places_items_without_interactions():
 def test_freedom_takes_any_modalities_and_checks_weights():
     train = checkerboard()
     feats = group_features(30, names=("a", "b", "c", "d"))
-    params = dict(factors=8, epochs=3, batch_size=128, learning_rate=0.05, knn_k=5)
+    params = dict(factors=8, epochs=3, batch_size=128, learning_rate=0.05, neighbors=5)
     quiet(FREEDOM(**params, modality_weights={"a": 1.0, "d": 3.0})).fit(train, feats)
     with pytest.raises(ConfigError, match="modalities"):
         quiet(FREEDOM(**params, modality_weights={"image": 1.0})).fit(train, feats)
@@ -111,7 +112,7 @@ def test_freedom_takes_any_modalities_and_checks_weights():
 
 def test_freedom_prunes_a_fresh_graph_each_epoch():
     train = checkerboard()
-    model = FREEDOM(factors=4, knn_k=3, edge_dropout=0.6)
+    model = FREEDOM(factors=4, neighbors=3, edge_dropout=0.6)
     model._device = "cpu"
     module = model._build(train, group_features(30))
     model._on_epoch_start(module, 1)
@@ -147,7 +148,21 @@ def test_graph_models_beat_popularity_on_the_benchmark(benchmark_dir):
     split = split_dataset(ds, None, seed=2026)
     pop = evaluate(MostPopular().fit(split.train), split, on="valid").metrics["recall@20"]
     model = quiet(LightGCN(epochs=8, batch_size=4096, learning_rate=0.01, patience=0))
-    model.fit(split.train, valid=split.valid)
+    model.fit(split.train, valid=split.valid, validate=VALIDATOR)
     got = evaluate(model, split, on="valid").metrics["recall@20"]
     assert got > pop + 0.02, (got, pop)
     assert got == pytest.approx(model.best_valid_, rel=1e-6)
+
+
+@pytest.mark.parametrize("cls", [FREEDOM, BM3])
+def test_modalities_selects_what_the_model_uses(cls):
+    # one vocabulary: freedom and bm3 take `modalities` as vbpr, lattice and neural do
+    train = checkerboard()
+    feats = group_features(30, names=("a", "b"))
+    params = dict(factors=8, epochs=2, batch_size=128, learning_rate=0.05, random_state=3)
+    only_a = Features({"a": feats["a"]})
+    picked = quiet(cls(**params, modalities=["a"])).fit(train, feats).score(np.arange(4))
+    alone = quiet(cls(**params)).fit(train, only_a).score(np.arange(4))
+    np.testing.assert_allclose(picked, alone, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="not in the data"):
+        quiet(cls(**params, modalities=["image"])).fit(train, feats)

@@ -7,11 +7,17 @@ import pytest
 import scipy.sparse as sp
 from _support import checkerboard
 
+from fusionrec.data import graph
+from fusionrec.data.graph import knn_cosine
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation import evaluate
-from fusionrec.models import knn
-from fusionrec.models.knn import EASE, ItemKNN, UserKNN, bm25_weight, pruned_cosine
+from fusionrec.models.knn import EASE, ItemKNN, UserKNN, bm25_weight
+
+
+def pruned_cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
+    """What the neighbourhood models ask the shared kNN builder for."""
+    return knn_cosine(x, k, include_self=False, shrink=shrink, positive_only=True)
 
 
 def random_binary(n_rows: int, n_cols: int, density: float = 0.3, seed: int = 0) -> sp.csr_matrix:
@@ -53,9 +59,9 @@ def test_pruned_cosine_equals_dense_reference(k, shrink, monkeypatch):
     assert got.shape == (25, 25) and np.diff(got.indptr).max() <= min(k, 24)
     np.testing.assert_allclose(got.toarray(), expect, rtol=1e-5, atol=1e-6)
     # several row blocks, and a sparse right-hand factor (large catalogues), give the same matrix
-    monkeypatch.setattr(knn, "_BLOCK_ENTRIES", 60)
+    monkeypatch.setattr(graph, "_BLOCK_ENTRIES", 60)
     np.testing.assert_allclose(pruned_cosine(x, k, shrink).toarray(), got.toarray(), rtol=0, atol=0)
-    monkeypatch.setattr(knn, "_DENSE_RHS_ENTRIES", 0)
+    monkeypatch.setattr(graph, "_DENSE_RHS_ENTRIES", 0)
     np.testing.assert_allclose(pruned_cosine(x, k, shrink).toarray(), got.toarray(), rtol=1e-6, atol=1e-7)
 
 

@@ -10,7 +10,8 @@ from _support import checkerboard
 from fusionrec.artifacts import Artifact, load_artifact, save_artifact
 from fusionrec.data.dataset import Features, IdMap
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.strategies import zscore_rows
+from fusionrec.evaluation import VALIDATOR
+from fusionrec.models.fusion.scoring import zscore_rows
 from fusionrec.models.late_fusion import LateFusion
 
 VBPR_FAST = {"factors": 8, "epochs": 20, "learning_rate": 0.05, "batch_size": 128}
@@ -43,7 +44,7 @@ def _fit(**kw) -> LateFusion:
     train, valid = _split(r)
     m = LateFusion(**kw)
     m.show_progress = False
-    return m.fit(train, _features(r.shape[1]), valid=valid)
+    return m.fit(train, _features(r.shape[1]), valid=valid, validate=VALIDATOR)
 
 
 def test_weights_switch_off_a_useless_model():
@@ -60,7 +61,8 @@ def test_score_is_sum_of_weighted_z_scores_and_shares():
     subs = m.sub_models
     expected = 0.5 * zscore_rows(subs[0].score(users)) + zscore_rows(subs[1].score(users))
     np.testing.assert_allclose(m.score(users), expected, rtol=1e-5, atol=1e-5)
-    shares = m.model_scores(users)
+    items = np.tile(np.arange(40), (len(users), 1))
+    shares = m.score_parts(users, items)
     assert list(shares) == ["most-popular", "vbpr"]
     np.testing.assert_allclose(sum(shares.values()), m.score(users), rtol=1e-5, atol=1e-5)
     assert m.fold_in_user(np.array([0, 2, 4])).shape == (40,)
@@ -70,7 +72,7 @@ def test_sub_models_get_distinct_seeds_from_ours():
     m = _fit(models="vbpr,vbpr", params=[VBPR_FAST, VBPR_FAST], weights=[1, 1], random_state=5)
     a, b = m.sub_models
     assert (a.random_state, b.random_state) == (5, 6)
-    assert list(m.model_scores(np.arange(2))) == ["vbpr#0", "vbpr#1"]
+    assert list(m.score_parts(np.arange(2), np.zeros((2, 1), np.int64))) == ["vbpr#0", "vbpr#1"]
 
 
 def test_save_load_round_trip(tmp_path):
@@ -111,7 +113,7 @@ def test_forgetting_a_user_reaches_every_sub_model(tmp_path):
     from fusionrec.models import create_model
 
     X, V = checkerboard(), checkerboard(seed=1)
-    model = create_model("late-fusion", {"models": "als,ease,itemknn"}).fit(X, valid=V)
+    model = create_model("late-fusion", {"models": "als,ease,itemknn"}).fit(X, valid=V, validate=VALIDATOR)
     art = Artifact(model=model, user_ids=IdMap(range(X.shape[0])), item_ids=IdMap(range(X.shape[1])), train=X)
     before = model.score(np.arange(1, X.shape[0]))
     save_artifact(forget_user(art, 0), tmp_path / "lf")

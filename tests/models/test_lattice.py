@@ -23,7 +23,7 @@ def _features(names=("image", "text"), n_items: int = 30) -> Features:
 
 
 def _model(**kw) -> LATTICE:
-    p = dict(factors=8, epochs=20, learning_rate=0.05, batch_size=128, knn_k=4, random_state=0)
+    p = dict(factors=8, epochs=20, learning_rate=0.05, batch_size=128, neighbors=4, random_state=0)
     p.update(kw)
     m = LATTICE(**p)
     m.show_progress = False
@@ -50,7 +50,7 @@ def test_item_graph_stays_sparse_and_links_same_group_items():
 def test_cpu_edge_products_match_plain_torch():
     # the scipy-backed autograd functions must give the torch reference's values and gradients
     r = checkerboard()
-    m = _model(lambda_coeff=0.5)
+    m = _model(fixed_graph_weight=0.5)
     m._device = "cpu"
     module = m._build(r, _features())
     results = []
@@ -69,7 +69,7 @@ def test_cpu_edge_products_match_plain_torch():
 
 def test_lambda_one_ignores_the_projection():
     r = checkerboard()
-    m = _model(lambda_coeff=1.0)
+    m = _model(fixed_graph_weight=1.0)
     m._device = "cpu"
     module = m._build(r, _features())
     before = m._item_graph_conv(module).detach().clone()
@@ -89,7 +89,7 @@ def test_fits_with_any_modality_names_and_exports_weights():
 
 
 def test_bad_settings():
-    with pytest.raises(ConfigError, match="lambda"):
-        _model(lambda_coeff=1.5).fit(checkerboard(), _features())
+    with pytest.raises(ConfigError, match="fixed_graph_weight"):
+        _model(fixed_graph_weight=1.5).fit(checkerboard(), _features())
     with pytest.raises(ConfigError, match="features"):
         _model().fit(checkerboard(), None)

@@ -11,6 +11,7 @@ from _support import checkerboard
 from fusionrec.artifacts import Artifact, load_artifact, save_artifact
 from fusionrec.data.dataset import Features, IdMap
 from fusionrec.errors import ConfigError
+from fusionrec.evaluation import VALIDATOR
 from fusionrec.models.neural import NeuralFusion, image_pixels, rating_metrics, text_tokens
 
 GROUP = np.arange(30) % 2
@@ -197,7 +198,7 @@ def test_rating_prediction_on_movielens_beats_the_bias_baseline(shared_data):
         random_state=0,
     )
     m.show_progress = False
-    m.fit(train, feats, valid=valid)
+    m.fit(train, feats, valid=valid, validate=VALIDATOR)
     res = rating_metrics(m, test)
     # baseline: global mean + item bias (damped), the usual floor for MovieLens RMSE
     mu = train.data.mean()

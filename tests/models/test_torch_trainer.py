@@ -9,7 +9,7 @@ from _support import checkerboard
 
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
-from fusionrec.evaluation import evaluate_scores
+from fusionrec.evaluation import VALIDATOR, evaluate_scores
 from fusionrec.models.bpr_torch import BPRTorch
 
 
@@ -86,7 +86,7 @@ def test_early_stopping_keeps_best_valid_epoch():
     train, valid = _random_csr(seed=1, density=0.2), _random_csr(seed=2, density=0.05)
     valid = (valid - valid.multiply(train)).tocsr()
     valid.eliminate_zeros()
-    model = _fast(epochs=60, patience=3, learning_rate=0.1).fit(train, valid=valid)
+    model = _fast(epochs=60, patience=3, learning_rate=0.1).fit(train, valid=valid, validate=VALIDATOR)
     assert model.epochs_run_ < 60
     assert model.epochs_run_ - model.best_epoch_ == 3
     got = evaluate_scores(model.score, valid, train, metrics=("recall@20",)).metrics["recall@20"]
@@ -95,13 +95,17 @@ def test_early_stopping_keeps_best_valid_epoch():
 
 def test_eval_every_spaces_validation():
     train, valid = _random_csr(seed=1, density=0.2), _random_csr(seed=2, density=0.05)
-    model = _fast(epochs=6, eval_every=4, patience=1).fit(train, valid=valid)
+    model = _fast(epochs=6, eval_every=4, patience=1).fit(train, valid=valid, validate=VALIDATOR)
     assert model.best_epoch_ in (4, 6)
 
 
 def test_bad_settings_say_what_to_do():
+    board = checkerboard()
     with pytest.raises(ValueError, match="bad metric"):
-        _fast(early_stop_metric="recal20").fit(checkerboard())
+        _fast(early_stop_metric="recal20").fit(board, valid=board, validate=VALIDATOR)
+    # models do not import the evaluation layer: early stopping needs the evaluator passed in
+    with pytest.raises(ConfigError, match="validate=fusionrec.evaluation.VALIDATOR"):
+        _fast().fit(board, valid=board)
     with pytest.raises(ConfigError, match="positive"):
         _fast(epochs=0).fit(checkerboard())
     with pytest.raises(ConfigError, match="lower learning_rate"):
@@ -111,8 +115,9 @@ def test_bad_settings_say_what_to_do():
 def test_augmentation_only_in_training():
     import torch
 
-    model = _fast()
-    model.modality_dropout, model.feature_noise = 0.5, 0.0
+    from fusionrec.models.freedom import FREEDOM  # a model that exposes the augmentation settings
+
+    model = FREEDOM(modality_dropout=0.5, feature_noise=0.0)
     x = torch.ones(1000, 4)
     assert torch.equal(model._augment(x), x)
     model._training = True  # what the trainer sets around each epoch (with its seeded generator)
@@ -146,3 +151,40 @@ def test_thread_count_can_be_set_by_environment(monkeypatch):
         default_threads()
     monkeypatch.delenv("FUSIONREC_THREADS")
     assert 1 <= default_threads() <= 4
+
+
+def test_training_history_is_recorded_and_saved_with_the_artifact(tmp_path):
+    from fusionrec.artifacts import Artifact, load_artifact, save_artifact
+    from fusionrec.data.dataset import IdMap
+
+    train, valid = _random_csr(seed=1), _random_csr(density=0.05, seed=2)
+    model = BPRTorch(factors=8, epochs=6, learning_rate=0.05, eval_every=2, patience=0, random_state=0)
+    model.show_progress = False
+    model.fit(train, valid=valid, validate=VALIDATOR)
+    h = model.history_
+    assert h["metric"] == "recall@20" and h["epoch"] == [1, 2, 3, 4, 5, 6]
+    assert len(h["loss"]) == 6 and all(np.isfinite(h["loss"])) and h["loss"][-1] < h["loss"][0]
+    assert [v is None for v in h["valid"]] == [True, False, True, False, True, False]
+    assert max(v for v in h["valid"] if v is not None) == pytest.approx(model.best_valid_, abs=1e-6)
+    art = Artifact(model, IdMap(range(50)), IdMap(range(40)), train)
+    assert load_artifact(save_artifact(art, tmp_path / "a")).model.history_ == h
+
+
+def test_trainer_defaults_have_one_source():
+    # regression: constructors and TRAINER_DEFAULTS disagreed, and a missing attribute silently fell back
+    from fusionrec.models._torch import MODEL_TRAINER_PARAMS, TRAINER_DEFAULTS, TorchRecommender
+    from fusionrec.models.registry import get_model_class, model_names
+
+    torch_models = [get_model_class(n) for n in model_names() if get_model_class(n).is_torch]
+    assert len(torch_models) >= 6
+    for cls in torch_models:
+        assert issubclass(cls, TorchRecommender)
+        params = cls.param_defaults()
+        missing = [p for p in MODEL_TRAINER_PARAMS if p not in params]
+        assert not missing, f"{cls.name} must choose {missing} itself"
+        shared = {k: v for k, v in params.items() if k in TRAINER_DEFAULTS}
+        assert shared == {k: TRAINER_DEFAULTS[k] for k in shared}, cls.name
+    model = _fast()
+    del model.patience  # a constructor that forgot to store a parameter fails loudly
+    with pytest.raises(AttributeError):
+        model._hp("patience")

@@ -51,8 +51,14 @@ def test_open_rgb_refuses_bombs_and_special_files(tmp_path):
         open_rgb(BOMB)
     link = tmp_path / "zero.png"
     os.symlink("/dev/zero", link)
-    with pytest.raises(ImageDecodeError, match="outside"):
+    with pytest.raises(ImageDecodeError, match="/dev/zero, a character device, not a regular file"):
         open_rgb(link)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.png").write_bytes(png_bytes(8, 8))
+    (tmp_path / "posters").mkdir()
+    os.symlink(tmp_path / "elsewhere" / "x.png", tmp_path / "posters" / "out.png")
+    with pytest.raises(ImageDecodeError, match="outside"):
+        open_rgb(tmp_path / "posters" / "out.png")
     fifo = tmp_path / "fifo.png"
     os.mkfifo(fifo)
     with pytest.raises(ImageDecodeError, match="named pipe"):
@@ -87,7 +93,7 @@ def test_features_run_finishes_with_dev_zero_fifo_bomb_and_outside_links(dataset
     assert res.returncode == 0, res.stderr
     failures = {f["index"]: f["reason"] for f in json.loads(res.stdout)["reports"]["image"]["failures"]}
     assert "pixels is over the limit" in failures[2]
-    assert "/dev/zero, outside" in failures[3] and "outside" in failures[4]
+    assert "/dev/zero, a character device, not a regular file" in failures[3] and "outside" in failures[4]
     assert "named pipe" in failures[5]
     assert len(failures) == 4
 

@@ -13,6 +13,7 @@ import pytest
 from attack_helpers import ServerProcess, cli_env
 
 from fusionrec.artifacts import forget_user, load_artifact, save_artifact
+from fusionrec.serving import catalog
 from fusionrec.serving.state import ServingState
 
 STEPS = ["written", "renamed", "moved-aside", "linked", "swapped", "cleaned"]
@@ -156,9 +157,9 @@ def test_serving_state_survives_a_crash_between_swap_and_cleanup(artifact, monke
 
     monkeypatch.setattr(A, "crash_hook", hook)
     with pytest.raises(Crash):
-        state.forget_user("u0")
+        catalog.forget_user(state, "u0")
     monkeypatch.setattr(A, "crash_hook", None)
     fresh = ServingState(artifact, index="exact")  # a restart reads the swapped-in version
     assert fresh.current().n_users == n_users - 1
-    assert fresh.forget_user("u1")["users"] == n_users - 2
+    assert catalog.forget_user(fresh, "u1")["users"] == n_users - 2
     assert len(forget_user(load_artifact(artifact), "u2").user_ids) == n_users - 3

@@ -17,6 +17,8 @@ from fusionrec.artifacts import Artifact, forget_user, load_artifact
 from fusionrec.data.dataset import IdMap
 from fusionrec.errors import ConfigError, UnknownUserError
 from fusionrec.models.base import Recommender
+from fusionrec.recommend import recommend_for_user
+from fusionrec.serving import catalog
 from fusionrec.serving.state import ServingState
 
 
@@ -58,10 +60,10 @@ def test_another_worker_on_the_same_artifact_sees_the_deletion(als_template, tmp
     a = ServingState(path, index="exact")
     b = ServingState(path, index="exact")  # as a second worker process would hold it
     user = load_artifact(path).user_ids.raw(3)
-    b.recommend_user(user, 5)
-    a.forget_user(user)
+    recommend_for_user(b.current().view, user, k=5)
+    catalog.forget_user(a, user)
     with pytest.raises(KeyError, match="not in the model"):
-        b.recommend_user(user, 5)
+        recommend_for_user(b.current().view, user, k=5)
 
 
 def test_forget_follows_the_user_array_conventions():

@@ -223,11 +223,12 @@ def test_artifact_without_features_refuses_new_items_clearly(template, request, 
 
 
 def test_models_without_fold_in_pool_item_cosine(movies_pop_template):
-    from fusionrec.serving.state import ServingState, _cooccurrence_scores
+    from fusionrec.recommend import cooccurrence_scores
+    from fusionrec.serving.state import ServingState
 
     snap = ServingState(movies_pop_template, index="exact", watch=False).current()
     X = snap.seen.toarray().astype(np.float64)
     norms = np.linalg.norm(X, axis=0)
     cosine = (X.T @ X) / np.maximum(np.outer(norms, norms), 1e-12)
     items = np.array([0, 5, 9])
-    np.testing.assert_allclose(_cooccurrence_scores(snap, items), cosine[:, items].sum(axis=1), rtol=1e-4)
+    np.testing.assert_allclose(cooccurrence_scores(snap.view, items), cosine[:, items].sum(axis=1), rtol=1e-4)

@@ -17,25 +17,38 @@ def add_output_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag: str = "--format") -> None:
+    from fusionrec.data.loaders import LOADERS
+
     g = p.add_argument_group("data")
     g.add_argument(
-        "--data", required=required, help="data directory or file (MovieLens, MMRec, CSV/Parquet), or 'demo'"
+        "--data",
+        required=required,
+        help="data directory or file (" + ", ".join(n for n in LOADERS if n != "demo") + "), or 'demo'",
     )
     g.add_argument(
         format_flag,
         dest="data_format",
-        choices=["movielens", "mmrec", "csv", "parquet", "demo"],
+        choices=list(LOADERS),
         help="force a loader (default: detected from the path)",
     )
     g.add_argument(
         "--min-rating", type=float, help="implicit feedback: keep ratings >= this (default: every row)"
     )
     g.add_argument("--kcore", type=int, default=0, help="iterative k-core filter on users and items")
-    g.add_argument("--user-col", default="user_id", help="generic tables: user id column")
-    g.add_argument("--item-col", default="item_id", help="generic tables: item id column")
-    g.add_argument("--rating-col", default="rating", help="generic tables: rating column")
-    g.add_argument("--time-col", default="timestamp", help="generic tables: timestamp column")
-    g.add_argument("--items", help="generic tables: items table (item_id, title/text/description, image)")
+    g.add_argument("--user-col", default="user_id", help="tables / RecBole: user id column")
+    g.add_argument("--item-col", default="item_id", help="tables / RecBole: item id column")
+    g.add_argument(
+        "--rating-col", default="rating", help="tables / RecBole: rating column ('none': no ratings)"
+    )
+    g.add_argument("--time-col", default="timestamp", help="tables / RecBole: time column ('none': no times)")
+    g.add_argument(
+        "--sep",
+        help="field separator of delimited files, e.g. ';' or '\\t' (default: sniffed from the first lines)",
+    )
+    g.add_argument(
+        "--items", help="items table (item_id, title/text/description, image) or Amazon metadata file"
+    )
+    g.add_argument("--image-dir", help="folder of <item id>.jpg|png images (tables, RecBole, Amazon)")
     g.add_argument(
         "--features",
         action="append",
@@ -44,8 +57,12 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag
     )
 
 
+def _column(value: str | None) -> str | None:
+    return None if value is None or value.strip().lower() in ("", "none") else value
+
+
 def add_split_args(p: argparse.ArgumentParser) -> None:
-    from fusionrec.data.splits import SPLITS
+    from fusionrec.data.methods import SPLITS
 
     p.add_argument(
         "--split", choices=SPLITS, help="split method (default: the data's own split, else ratio 8:1:1)"
@@ -66,9 +83,11 @@ def load_data(args: argparse.Namespace):
         kcore=args.kcore,
         user_col=args.user_col,
         item_col=args.item_col,
-        rating_col=args.rating_col,
-        time_col=args.time_col,
+        rating_col=_column(args.rating_col),
+        time_col=_column(args.time_col),
         items_path=args.items,
+        image_dir=args.image_dir,
+        sep=args.sep,
     )
     ds = load_dataset(args.data, args.data_format, opts)
     for fdir in getattr(args, "features", []) or []:

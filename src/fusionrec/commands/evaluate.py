@@ -25,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="items hidden when ranking for test (train: MMRec's convention)",
     )
     p.add_argument("--by-activity", action="store_true", help="break metrics down by user activity")
+    p.add_argument(
+        "--eval-users",
+        type=int,
+        metavar="N",
+        help="evaluate a seeded random sample of N users (large data); default: every user",
+    )
     add_output_args(p)
 
 
@@ -55,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
             "pass the same --split and --seed as to `fusionrec fit`"
         )
     res = evaluate(
-        art.model, split, on=args.on, metrics=metrics, masking=args.masking, by_activity=args.by_activity
+        art.model,
+        split,
+        on=args.on,
+        metrics=metrics,
+        masking=args.masking,
+        by_activity=args.by_activity,
+        sample_users=args.eval_users,
+        seed=args.seed,
     )
     payload = res.to_dict()
     text = "\n".join(f"{k:<14} {v:.4f}" for k, v in payload.items() if isinstance(v, float))

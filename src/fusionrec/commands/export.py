@@ -1,4 +1,4 @@
-"""`fusionrec export`: write the data set and its split in another tool's format (MMRec atomic files)."""
+"""`fusionrec export`: write the data set and its split in another tool's format (MMRec, RecBole)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,35 @@ from fusionrec.commands._common import add_data_args, add_output_args, add_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write data + split (+ features) in MMRec atomic format")
+    from fusionrec.data.export import EXPORTERS
+
+    p = sub.add_parser("export", help="write data + split (+ features) as MMRec or RecBole atomic files")
     add_data_args(p, format_flag="--input-format")
     add_split_args(p)
-    p.add_argument("--format", dest="out_format", choices=["mmrec"], default="mmrec", help="output format")
-    p.add_argument("--name", help="base name of the .inter file (default: the data set's name)")
+    p.add_argument(
+        "--format",
+        dest="out_format",
+        choices=list(EXPORTERS),
+        default="mmrec",
+        help="output format: mmrec (NAME.inter with x_label, maps, features) or recbole (NAME.train/valid/"
+        "test.inter, NAME.item with item text, NAME.user)",
+    )
+    p.add_argument("--name", help="base name of the .inter/.item files (default: the data set's name)")
     p.add_argument("out", help="output directory")
     add_output_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from fusionrec.commands._common import load_data, make_split
-    from fusionrec.data.export import export_mmrec
+    from fusionrec.data.export import EXPORTERS
     from fusionrec.data.splits import split_summary
 
     ds = load_data(args)
     split = make_split(ds, args)
-    out = export_mmrec(ds, split, args.out, name=args.name)
+    out = EXPORTERS[args.out_format](ds, split, args.out, name=args.name)
     summary = {
         "out": str(out),
+        "format": args.out_format,
         **split_summary(split),
         "users": ds.n_users,
         "items": ds.n_items,

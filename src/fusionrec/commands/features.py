@@ -1,4 +1,4 @@
-"""`fusionrec features`: extract item features from images and texts and write a directory models train on."""
+"""`fusionrec features`: item features from images, texts, audio and video, written where models train on them."""
 
 from __future__ import annotations
 
@@ -6,14 +6,27 @@ import argparse
 
 from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit
 
-IMAGE_CHOICES = ("cnn", "bovw", "color", "none")
-TEXT_CHOICES = ("sentence", "tfidf", "lda", "wordvec", "none")
+# modality → (extractor kind, default extractor, help); the choices come from the extractor registry
+MODALITIES = {
+    "image": ("image", "cnn", "item images"),
+    "text": ("text", "sentence", "item texts"),
+    "audio": ("audio", "none", "item audio files (audio/{id}.wav or an audio column)"),
+    "video": (
+        "video",
+        "none",
+        "item video files (videos/{id}.mp4 or a video column); an image extractor's name samples frames "
+        "through it",
+    ),
+    "soundtrack": ("audio", "auto", "the videos' soundtracks; auto: the --audio extractor, or mfcc"),
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from fusionrec.features.base import extractor_choices
+
     p = sub.add_parser(
         "features",
-        help="extract item image/text features (cached) and write an MMRec directory with them",
+        help="extract item image/text/audio/video features (cached) and write an MMRec directory with them",
         description="Extract item features and write --out as a full MMRec atomic directory (interactions "
         "with their split, id maps, <modality>_feat.npy + _mask.npy, items.csv, manifest.json) that --data "
         "reads back; "
@@ -22,19 +35,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(p)
     add_split_args(p)
-    p.add_argument("--image", choices=IMAGE_CHOICES, default="cnn", help="image extractor (default: cnn)")
-    p.add_argument(
-        "--text", choices=TEXT_CHOICES, default="sentence", help="text extractor (default: sentence)"
-    )
-    p.add_argument("--image-name", default="image", help="modality name of the image features")
-    p.add_argument("--text-name", default="text", help="modality name of the text features")
+    for modality, (kind, default, what) in MODALITIES.items():
+        extra = ("auto",) if default == "auto" else ()
+        p.add_argument(
+            f"--{modality}",
+            choices=(*extractor_choices(kind), "none", *extra),
+            default=default,
+            help=f"extractor for {what} (default: {default})",
+        )
+    for modality in MODALITIES:
+        p.add_argument(
+            f"--{modality}-name", default=modality, help=f"modality name of the {modality} features"
+        )
     p.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extractor parameter (repeatable); prefix image. or text. to target one, e.g. "
-        "--param arch=resnet18 --param weights=r18.pth or --param text.svd_dims=128",
+        help="extractor parameter (repeatable); prefix image., text., audio., video. or soundtrack. to "
+        "target one, e.g. --param arch=resnet18 --param weights=r18.pth, --param text.svd_dims=128 or "
+        "--param video.fps=2",
     )
     p.add_argument("--out", required=True, help="directory to write")
     p.add_argument(
@@ -44,66 +64,91 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache", help="feature cache directory (default: ~/.cache/fusionrec/features)")
     p.add_argument("--no-cache", action="store_true", help="extract everything, write no cache")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="extract only part I of N into the cache (0-based; a run without --shard then writes OUT); "
+        "under torchrun every rank takes its part and rank 0 writes OUT",
+    )
     add_output_args(p)
 
 
-def route_params(raw: dict, image: str | None, text: str | None) -> tuple[dict, dict]:
-    """Split ``--param`` values between the image and text extractors (by prefix, else by who takes them)."""
+def route_params(raw: dict, extractors: dict[str, str | None]) -> dict[str, dict]:
+    """Split ``--param`` values between the chosen extractors (by ``modality.`` prefix, else by who takes
+    them); ``extractors`` maps modality → extractor name (None: not extracted)."""
     from fusionrec.errors import ConfigError
-    from fusionrec.features.base import accepted_params
+    from fusionrec.features.base import accepted_params, extractor_kind
 
-    img_ok = set(accepted_params(image)) if image else set()
-    txt_ok = set(accepted_params(text)) if text else set()
-    img: dict = {}
-    txt: dict = {}
+    accepts: dict[str, set[str]] = {}
+    for modality, name in extractors.items():
+        if name is None:
+            continue
+        ok = set(accepted_params(name))
+        if MODALITIES[modality][0] == "video":  # frames through an image extractor: both take parameters
+            image = name if extractor_kind(name) == "image" else "cnn"
+            ok |= set(accepted_params("frames")) | set(accepted_params(image))
+        accepts[modality] = ok
+    out: dict[str, dict] = {m: {} for m in extractors}
     for key, value in raw.items():
         side, dot, rest = key.partition(".")
-        if dot and side in ("image", "text"):
-            (img if side == "image" else txt)[rest] = value
+        if dot and side in MODALITIES:
+            out[side][rest] = value
             continue
-        if key not in img_ok and key not in txt_ok:
-            raise ConfigError(
-                f"--param {key}: neither extractor accepts it (image {image or '-'}: {sorted(img_ok)}; "
-                f"text {text or '-'}: {sorted(txt_ok)})"
-            )
-        if key in img_ok:
-            img[key] = value
-        if key in txt_ok:
-            txt[key] = value
-    return img, txt
+        takers = [m for m, ok in accepts.items() if key in ok]
+        if not takers:
+            chosen = "; ".join(f"{m} {extractors[m]}: {sorted(ok)}" for m, ok in accepts.items())
+            raise ConfigError(f"--param {key}: no chosen extractor accepts it ({chosen})")
+        for m in takers:
+            out[m][key] = value
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from fusionrec.commands._common import load_data, make_split, parse_params
-    from fusionrec.data.export import export_mmrec, write_features
+    from fusionrec.data.export import export_mmrec
+    from fusionrec.data.feature_dir import update_manifest, write_feature_dir
     from fusionrec.features.extract import run_extraction
 
-    image = None if args.image == "none" else args.image
-    text = None if args.text == "none" else args.text
-    if image is None and text is None:
+    chosen: dict[str, str | None] = {
+        m: (None if getattr(args, m) == "none" else getattr(args, m)) for m in MODALITIES
+    }
+    if chosen["soundtrack"] == "auto":
+        chosen["soundtrack"] = (chosen["audio"] or "mfcc") if chosen["video"] else None
+    if not any(chosen.values()):
         from fusionrec.errors import ConfigError
 
-        raise ConfigError("nothing to extract: --image none and --text none")
-    img_params, txt_params = route_params(parse_params(args.param), image, text)
+        raise ConfigError("nothing to extract: every modality is none (--image, --text, --audio, --video)")
+    params = route_params(parse_params(args.param), chosen)
     ds = load_data(args)
     cache = False if args.no_cache else args.cache
-    result = run_extraction(
-        ds,
-        image=image,
-        text=text,
-        image_params=img_params,
-        text_params=txt_params,
-        image_name=args.image_name,
-        text_name=args.text_name,
-        cache=cache,
-        show_progress=not args.quiet,
-    )
+    kwargs = {}
+    for m, name in chosen.items():
+        kwargs[m] = name
+        kwargs[f"{m}_params"] = params[m]
+        kwargs[f"{m}_name"] = getattr(args, f"{m}_name")
+    shard, world = _shard(args.shard)
+    if shard is not None:
+        part = run_extraction(ds, cache=cache, show_progress=not args.quiet, shard=shard, **kwargs)
+        n_done = sum(r.n_extracted for r in part.reports.values())
+        if not world.distributed:
+            emit(
+                args,
+                {"shard": list(shard), "extracted": n_done},
+                f"shard {shard[0]}/{shard[1]}: extracted {n_done} row(s) into the cache; "
+                f"run again without --shard to write {args.out}",
+            )
+            return 0
+        from fusionrec.distributed import barrier
+
+        barrier()  # every part is in the cache
+        if not world.is_main:
+            return 0
+    result = run_extraction(ds, cache=cache, show_progress=not args.quiet, **kwargs)
     out = Path(args.out)
     if args.features_only:
-        write_features(out, result.features, ds.item_ids.to_list(), manifest=result.manifest())
+        write_feature_dir(out, result.features, ds.item_ids.to_list(), manifest=result.manifest())
     else:
         merged = ds.features
         for name in result.features:
@@ -116,17 +161,13 @@ def run(args: argparse.Namespace) -> int:
         merged.extractor_state.update(result.features.extractor_state)
         split = make_split(ds, args)
         export_mmrec(ds.with_features(merged), split, out)
-        manifest_path = out / "manifest.json"
-        info = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        info.update(result.manifest())
-        info["split"] = split.name
-        manifest_path.write_text(json.dumps(info, indent=2))
+        update_manifest(out, {**result.manifest(), "split": split.name})
     reports = {name: r.to_dict() for name, r in result.reports.items()}
     payload = {"out": str(out), "items": ds.n_items, "modalities": result.features.dims, "reports": reports}
     lines = [r.summary() for r in result.reports.values()]
     for r in result.reports.values():
         for f in r.failures[:10]:
-            lines.append(f"  unreadable: {f.source}: {f.reason}")
+            lines.append(f"  {r.modality} unreadable: {f.source}: {f.reason}")
         if r.n_failed > 10:
             lines.append(f"  ... and {r.n_failed - 10} more (see manifest.json)")
     lines.append(
@@ -136,3 +177,22 @@ def run(args: argparse.Namespace) -> int:
     )
     emit(args, payload, "\n".join(lines))
     return 0
+
+
+def _shard(text: str | None):
+    """(part, world): from ``--shard I/N``, else from torchrun's ranks, else no shard."""
+    from fusionrec.distributed import init, world
+    from fusionrec.errors import ConfigError
+
+    w = world()
+    if text:
+        i, sep, n = text.partition("/")
+        if not sep or not i.strip().isdigit() or not n.strip().isdigit() or int(n) < 1 or int(i) >= int(n):
+            raise ConfigError(f"--shard {text!r}: write I/N with 0 <= I < N, e.g. --shard 0/4")
+        if w.distributed:
+            raise ConfigError("--shard and torchrun both split the work; use one of them")
+        return (int(i), int(n)), w
+    if w.distributed:
+        w, _ = init("cpu")
+        return (w.rank, w.size), w
+    return None, w

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit, parse_params
 
@@ -18,6 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--no-eval", action="store_true", help="skip the test evaluation after fitting")
     p.add_argument(
+        "--eval-users",
+        type=int,
+        metavar="N",
+        help="evaluate a seeded random sample of N users (large data); default: every user",
+    )
+    p.add_argument(
         "--masking",
         choices=["train+valid", "train"],
         default="train+valid",
@@ -30,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.artifacts import save_artifact
     from fusionrec.commands._common import load_data, make_split
     from fusionrec.data.splits import split_summary
+    from fusionrec.distributed import is_main_process
     from fusionrec.evaluation import evaluate
     from fusionrec.pipeline import build_model, fit_artifact
 
@@ -37,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     split = make_split(ds, args)
     art, seconds = fit_artifact(ds, split, model, seed=args.seed)
+    if not is_main_process():
+        return 0  # under torchrun every rank trains; rank 0 evaluates and writes the artifact
+    if getattr(args, "command_line", None):
+        art.info["command"] = shlex.join(args.command_line)
     result = {
         "model": args.model,
         "params": model.get_params(),
@@ -45,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         "out": str(args.out),
     }
     if not args.no_eval:
-        res = evaluate(model, split, masking=args.masking)
+        res = evaluate(model, split, masking=args.masking, sample_users=args.eval_users, seed=args.seed)
         art.info["test_metrics"] = res.metrics
         result["test"] = res.to_dict()
     save_artifact(art, args.out)

@@ -1,16 +1,29 @@
-"""Data layer: datasets, loaders, splits, sampling and graphs."""
+"""Data layer: datasets, loaders, splits, sampling and graphs.
 
-from fusionrec.data.dataset import Dataset, Features, IdMap, ItemContent, Split
-from fusionrec.data.loaders import LoadOptions, load_dataset
-from fusionrec.data.splits import split_dataset
+Names are imported on first use, so that light submodules (``fusionrec.data.methods``, which the CLI's parser
+reads) do not pull in numpy and pandas.
+"""
 
-__all__ = [
-    "Dataset",
-    "Features",
-    "IdMap",
-    "ItemContent",
-    "LoadOptions",
-    "Split",
-    "load_dataset",
-    "split_dataset",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Dataset": "fusionrec.data.dataset",
+    "Features": "fusionrec.data.dataset",
+    "IdMap": "fusionrec.data.dataset",
+    "ItemContent": "fusionrec.data.dataset",
+    "Split": "fusionrec.data.dataset",
+    "LoadOptions": "fusionrec.data.loaders",
+    "load_dataset": "fusionrec.data.loaders",
+    "split_dataset": "fusionrec.data.splits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fusionrec.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -6,6 +6,7 @@ Everything downstream works in index space; raw ids live only here, in serving a
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -13,6 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.errors import DataError, UnknownItemError, UnknownUserError
+
+log = logging.getLogger("fusionrec")
 
 
 class IdMap:
@@ -85,23 +88,39 @@ class IdMap:
 
 @dataclass
 class ItemContent:
-    """Raw content per item, aligned with the item id map: text and an optional local image path."""
+    """Raw content per item, aligned with the item id map: text and optional local image / audio / video paths."""
 
     texts: list[str]
     image_paths: list[str | None]
     titles: list[str] | None = None
     extra: dict[str, list[str]] = field(default_factory=dict)  # e.g. genres, used by tests and reports
+    audio_paths: list[str | None] | None = None  # None: no item has audio
+    video_paths: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
+    def paths(self, kind: str) -> list[str | None]:
+        """Per-item file paths of one media kind (``image``, ``audio``, ``video``); None where absent."""
+        by_kind = {"image": self.image_paths, "audio": self.audio_paths, "video": self.video_paths}
+        if kind not in by_kind:
+            raise DataError(f"item content has no {kind!r} paths (kinds: image, audio, video)")
+        got = by_kind[kind]
+        return list(got) if got is not None else [None] * len(self)
+
     def subset(self, idx: np.ndarray) -> ItemContent:
         pick = [int(i) for i in idx]
+
+        def take(values: list | None) -> list | None:
+            return None if values is None else [values[i] for i in pick]
+
         return ItemContent(
             texts=[self.texts[i] for i in pick],
             image_paths=[self.image_paths[i] for i in pick],
-            titles=None if self.titles is None else [self.titles[i] for i in pick],
+            titles=take(self.titles),
             extra={k: [v[i] for i in pick] for k, v in self.extra.items()},
+            audio_paths=take(self.audio_paths),
+            video_paths=take(self.video_paths),
         )
 
 
@@ -124,7 +143,10 @@ class Features(Mapping[str, np.ndarray]):
         for name, values in (matrices or {}).items():
             self.add(name, values, None if masks is None else masks.get(name))
 
-    def add(self, name: str, values: np.ndarray, mask: np.ndarray | None = None) -> None:
+    def add(
+        self, name: str, values: np.ndarray, mask: np.ndarray | None = None, *, source: str | None = None
+    ) -> None:
+        """Add (or replace) a modality; rows holding NaN/inf are marked absent (``source`` names the file)."""
         values = np.asarray(values, dtype=np.float32)
         if values.ndim != 2:
             raise DataError(f"feature {name!r} must be 2-D (n_items, d); got shape {values.shape}")
@@ -133,9 +155,20 @@ class Features(Mapping[str, np.ndarray]):
                 f"feature {name!r} has {values.shape[0]} rows but other modalities have {self.n_items}; "
                 "every feature file needs one row per item."
             )
+        finite = np.isfinite(values).all(axis=1)
         if mask is None:
-            mask = np.isfinite(values).all(axis=1) & (np.abs(values).sum(axis=1) > 0)
+            mask = finite & (np.abs(values).sum(axis=1) > 0)
         mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (values.shape[0],):
+            raise DataError(f"mask of feature {name!r} has shape {mask.shape}; expected ({values.shape[0]},)")
+        if (mask & ~finite).any():
+            # a NaN/inf row used to be zeroed and kept "present", so models trained on zeros as content
+            log.warning(
+                "%s: %d row(s) hold NaN/inf values; marked absent (imputed)",
+                source or f"feature {name!r}",
+                int((mask & ~finite).sum()),
+            )
+            mask = mask & finite
         values = np.where(np.isfinite(values), values, 0.0).astype(np.float32)
         if mask.any() and not mask.all():
             values[~mask] = values[mask].mean(axis=0)

@@ -1,4 +1,4 @@
-"""Sparse graphs shared by graph recommenders: normalised user–item adjacency, item–item kNN, co-occurrence.
+"""Similarities and sparse graphs: the one cosine-kNN builder, normalised user–item adjacency, item–item graphs.
 
 Everything is scipy CSR float32 and built once (or once per epoch for pruned graphs) with whole-array numpy
 operations; no dense ``n_items × n_items`` matrix is kept (kNN similarities are computed in row blocks).
@@ -10,9 +10,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.errors import ConfigError, DataError
+from fusionrec.ranking import top_k
+
+# Dense similarity entries computed at once for sparse inputs (block rows × n); ~16 MB of float32 per buffer.
+_BLOCK_ENTRIES = 4_000_000
+# Below this many entries (~100 MB) the right-hand factor of a sparse similarity product is made dense.
+_DENSE_RHS_ENTRIES = 25_000_000
 
 
-def sym_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
+def sym_normalise(adj: sp.spmatrix) -> sp.csr_matrix:
     """``D^-1/2 A D^-1/2`` with D the row sums (rows with no edges stay empty)."""
     adj = sp.csr_matrix(adj, dtype=np.float32)
     deg = np.asarray(adj.sum(axis=1)).ravel()
@@ -32,7 +38,7 @@ def bipartite_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
     return sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
 
 
-def normalized_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
+def normalised_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
     """Symmetrically normalised user–item graph ``D^-1/2 [[0, R], [Rᵀ, 0]] D^-1/2`` (LightGCN).
 
     Users take rows/columns ``0..U-1`` and items ``U..U+I-1``.
@@ -42,7 +48,7 @@ def normalized_adjacency(user_items: sp.spmatrix) -> sp.csr_matrix:
     He, Deng, Wang, Li, Zhang, Wang. LightGCN: Simplifying and Powering Graph Convolution Network for
     Recommendation. SIGIR 2020.
     """
-    return sym_normalize(bipartite_adjacency(user_items))
+    return sym_normalise(bipartite_adjacency(user_items))
 
 
 def prune_edges(
@@ -71,62 +77,116 @@ def prune_edges(
     return sp.csr_matrix((np.ones(n_keep, np.float32), (r.row[keep], r.col[keep])), shape=r.shape)
 
 
-def topk_per_row(m: sp.spmatrix, k: int) -> sp.csr_matrix:
-    """Keep the ``k`` largest stored values of each row of a sparse matrix (ties: lower column first)."""
-    m = sp.csr_matrix(m)
-    m.sum_duplicates()
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((m.indices, -m.data, rows))  # by row, then value descending
-    rank = np.arange(len(order)) - m.indptr[rows[order]]
-    sel = order[rank < k]
-    out = sp.csr_matrix((m.data[sel], (rows[sel], m.indices[sel])), shape=m.shape, dtype=np.float32)
-    out.sort_indices()
-    return out
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32: cosine becomes a dot product."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def knn_cosine(
-    features: np.ndarray,
+    vectors: np.ndarray | sp.spmatrix,
     k: int,
     *,
     include_self: bool = True,
     present: np.ndarray | None = None,
-    block: int = 1024,
+    shrink: float = 0.0,
+    positive_only: bool = False,
+    block: int | None = None,
 ) -> sp.csr_matrix:
     """Sparse top-``k`` cosine neighbours of every row (values = similarities), computed in row blocks.
 
-    Rows where ``present`` is False (content missing) get no neighbours and are nobody's neighbour.
+    The one kNN builder: content graphs pass dense features, neighbourhood models sparse interaction
+    vectors. ``shrink`` damps similarities supported by little overlap (``a·b / (|a||b| + shrink)``);
+    ``positive_only`` drops neighbours with similarity ≤ 0; rows where ``present`` is False (content
+    missing) get no neighbours and are nobody's neighbour. Ties at the cut go to the lower column (the
+    shared :func:`~fusionrec.ranking.top_k`). Memory is ``O(block × n + n k)``, never ``n²``.
     """
-    x = np.asarray(features, dtype=np.float32)
-    if x.ndim != 2:
-        raise DataError(f"features must be 2-D (n_items, d); got shape {x.shape}")
+    sparse = sp.issparse(vectors)
+    if shrink and not sparse:
+        raise ConfigError("shrink applies to sparse (interaction) vectors; dense features take shrink=0")
+    if sparse:
+        x = sp.csr_matrix(vectors, dtype=np.float32)
+    else:
+        x = np.asarray(vectors, dtype=np.float32)
+        if x.ndim != 2:
+            raise DataError(f"features must be 2-D (n_items, d); got shape {x.shape}")
     n = x.shape[0]
     if k < 1:
         raise ConfigError(f"knn k must be >= 1; got {k}")
-    k = min(k, n if include_self else n - 1)
+    k = min(int(k), n if include_self else n - 1)
     if k < 1:
         return sp.csr_matrix((n, n), dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = x / np.where(norms > 0, norms, 1.0)
+    if sparse:
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel()).astype(np.float32)
+        rhs = x.T.tocsr()
+        if rhs.shape[0] * rhs.shape[1] <= _DENSE_RHS_ENTRIES:
+            rhs = rhs.toarray()  # the block products are nearly dense; sparse × dense is several times faster
+        block = block or max(1, _BLOCK_ENTRIES // max(n, 1))
+    else:
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms > 0, norms, 1.0)
+        rhs = x.T
+        block = block or 1024
     absent = None if present is None else ~np.asarray(present, dtype=bool)
     rows, cols, vals = [], [], []
     for start in range(0, n, block):
-        sim = x[start : start + block] @ x.T
-        r = np.arange(sim.shape[0])
+        stop = min(start + block, n)
+        if sparse:
+            dots = x[start:stop] @ rhs
+            dots = dots if isinstance(dots, np.ndarray) else dots.toarray()
+            denom = norms[start:stop, None] * norms[None, :] + np.float32(shrink)
+            sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        else:
+            sim = x[start:stop] @ rhs
+        r = np.arange(stop - start)
         if not include_self:
             sim[r, start + r] = -np.inf
         if absent is not None:
             sim[:, absent] = -np.inf
-        idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        idx, val = top_k(sim, k)
         rows.append(np.repeat(start + r, k))
         cols.append(idx.ravel())
-        vals.append(np.take_along_axis(sim, idx, axis=1).ravel())
+        vals.append(val.ravel())
     rows_a, cols_a, vals_a = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-    keep = np.isfinite(vals_a)
+    keep = cols_a >= 0
+    if positive_only:
+        keep &= vals_a > 0
     if absent is not None:
         keep &= ~absent[rows_a]
     out = sp.csr_matrix((vals_a[keep], (rows_a[keep], cols_a[keep])), shape=(n, n), dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def fused_cosine(
+    queries: dict[str, np.ndarray], unit_features: dict[str, np.ndarray], present: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Mean cosine over modalities between query rows and every item: ``(n_queries, n_items)`` float32.
+
+    ``queries[m]`` is ``(q, d_m)`` content; ``unit_features[m]`` the items' unit-norm rows and ``present[m]``
+    which items have that content. Each item averages over the modalities both sides have; an item sharing
+    none with the query scores -inf.
+    """
+    if not queries:
+        raise DataError("no modality to compare by: the query has no content")
+    n_queries = len(np.atleast_2d(next(iter(queries.values()))))
+    n_items = len(next(iter(unit_features.values())))
+    total = np.zeros((n_queries, n_items), np.float32)
+    count = np.zeros(n_items, np.float32)
+    for m, q in queries.items():
+        ok = np.asarray(present[m], dtype=bool)
+        sims = unit_rows(np.atleast_2d(q)) @ unit_features[m].T
+        total += np.where(ok[None, :], sims, 0.0)
+        count += ok
+    return np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
+
+
+def column_cosine(user_items: sp.spmatrix, items: np.ndarray) -> np.ndarray:
+    """Summed cosine between every item's column of ``user_items`` and the columns ``items``: ``(n_items,)``."""
+    X = sp.csc_matrix(user_items, dtype=np.float32)
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel()) + 1e-12
+    users = X[:, items] @ (1.0 / norms[items])
+    return (np.asarray(X.T @ users).ravel() / norms).astype(np.float32)
 
 
 def item_item_knn_graph(
@@ -136,7 +196,7 @@ def item_item_knn_graph(
     weighted: bool = False,
     include_self: bool = True,
     present: np.ndarray | None = None,
-    block: int = 1024,
+    block: int | None = None,
 ) -> sp.csr_matrix:
     """Item–item graph from content: each item linked to its ``k`` most cosine-similar items, normalised.
 
@@ -152,57 +212,4 @@ def item_item_knn_graph(
     knn = knn_cosine(features, k, include_self=include_self, present=present, block=block)
     knn.data = np.maximum(knn.data, 0.0) if weighted else np.ones_like(knn.data)
     knn.eliminate_zeros()
-    return sym_normalize(knn)
-
-
-def item_cooccurrence_graph(
-    user_items: sp.spmatrix, k: int | None = None, *, block: int = 1024
-) -> sp.csr_matrix:
-    """Item–item co-occurrence counts ``RᵀR`` (no self loops), optionally top-``k`` per row, normalised."""
-    r = _binary(user_items)
-    return _cooccurrence(r.T.tocsr(), r, k, block)
-
-
-def user_cooccurrence_graph(
-    user_items: sp.spmatrix, k: int | None = None, *, block: int = 1024
-) -> sp.csr_matrix:
-    """User–user co-occurrence counts ``RRᵀ`` (no self loops), optionally top-``k`` per row, normalised."""
-    r = _binary(user_items)
-    return _cooccurrence(r, r.T.tocsr(), k, block)
-
-
-def _binary(m: sp.spmatrix) -> sp.csr_matrix:
-    r = sp.csr_matrix(m, dtype=np.float32, copy=True)
-    r.data[:] = 1.0
-    return r
-
-
-def _cooccurrence(left: sp.csr_matrix, right: sp.csr_matrix, k: int | None, block: int) -> sp.csr_matrix:
-    # Row blocks so that top-k trims each block before the next is built (memory ~ block × n, not n²).
-    parts = []
-    n = right.shape[1]
-    for start in range(0, left.shape[0], block):
-        c = left[start : start + block] @ right
-        r = np.arange(c.shape[0])
-        if k is None:
-            c = c.tocoo()
-            off = c.row + start != c.col
-            parts.append(
-                sp.csr_matrix((c.data[off], (c.row[off], c.col[off])), shape=c.shape, dtype=np.float32)
-            )
-            continue
-        dense = c.toarray()  # block × n: argpartition beats sorting millions of sparse entries
-        dense[r, start + r] = 0.0
-        kk = min(k, n)
-        idx = np.argpartition(-dense, kk - 1, axis=1)[:, :kk]
-        val = np.take_along_axis(dense, idx, axis=1)
-        rows = np.repeat(r, kk)
-        keep = val.ravel() > 0
-        parts.append(
-            sp.csr_matrix(
-                (val.ravel()[keep], (rows[keep], idx.ravel()[keep])), shape=c.shape, dtype=np.float32
-            )
-        )
-    if not parts:
-        return sp.csr_matrix((0, 0), dtype=np.float32)
-    return sym_normalize(sp.vstack(parts, format="csr"))
+    return sym_normalise(knn)

@@ -8,11 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Dataset, Split
+from fusionrec.data.methods import SPLITS
 from fusionrec.errors import ConfigError, DataError
 
 log = logging.getLogger("fusionrec")
-
-SPLITS = ("ratio", "temporal", "global-temporal", "loo", "cold-items", "given")
 
 
 def split_dataset(

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Dataset, Split
+from fusionrec.data.graph import unit_rows
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError, DataError
 from fusionrec.evaluation.evaluator import evaluate_scores
@@ -172,11 +173,11 @@ def _baselines(
     Z = _content_matrix(feats, warm)
     train_norm = sp.csr_matrix(split.train)
     deg = np.maximum(np.diff(train_norm.indptr), 1).astype(np.float32)
-    profiles = np.asarray(train_norm @ Z) / deg[:, None]
-    profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
+    profiles = unit_rows(np.asarray(train_norm @ Z) / deg[:, None])
     Zc = Z[candidates]
 
     def knn_scores(users: np.ndarray) -> np.ndarray:
+        # cosine: both sides are unit rows (data/graph.unit_rows)
         out = np.full((len(users), n_items), -np.inf, np.float32)
         out[:, candidates] = profiles[users] @ Zc.T
         return out
@@ -197,10 +198,8 @@ def _content_matrix(feats, rows: np.ndarray) -> np.ndarray:
         x = np.asarray(feats[m], dtype=np.float32)
         mu, sd = x[rows].mean(axis=0), x[rows].std(axis=0)
         z = (x - mu) / np.where(sd > 1e-8, sd, 1.0)
-        z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-        blocks.append(z)
-    Z = np.hstack(blocks)
-    return (Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        blocks.append(unit_rows(z))
+    return unit_rows(np.hstack(blocks))
 
 
 def format_cold(result: ColdResult) -> str:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Split
 from fusionrec.evaluation.metrics import METRIC_FUNCS, coverage, novelty, parse_metric
-from fusionrec.models.base import mask_rows, top_k
+from fusionrec.ranking import mask_rows, top_k
 
 log = logging.getLogger("fusionrec")
 
@@ -119,8 +119,13 @@ def evaluate(
     masking: str = "train+valid",
     batch_size: int = 1024,
     by_activity: bool = False,
+    sample_users: int | None = None,
+    seed: int = 0,
 ) -> EvalResult:
     """Evaluate a fitted model on ``split.valid`` or ``split.test`` with full ranking.
+
+    ``sample_users`` evaluates a seeded random sample of that many users with a target item instead of all
+    of them (full ranking still: every item is a candidate), for catalogues too large to rank for everyone.
 
     ``masking="train+valid"`` (default, as RecBole) hides train and valid items when testing;
     ``masking="train"`` hides only train items (MMRec's convention, used by the published peer numbers).
@@ -131,6 +136,8 @@ def evaluate(
     if masking not in MASKING:
         raise ValueError(f"masking must be one of {MASKING}; got {masking!r}")
     target = split.test if on == "test" else split.valid
+    if sample_users is not None:
+        target = sample_users_of(target, sample_users, seed)
     exclude = split.train
     if on == "test" and masking == "train+valid" and split.cold_items is None:
         exclude = (split.train + split.valid).tocsr()
@@ -151,3 +158,38 @@ def evaluate(
         train_degree=train_deg if by_activity else None,
         candidate_items=candidates,
     )
+
+
+def sample_users_of(target: sp.csr_matrix, n: int, seed: int) -> sp.csr_matrix:
+    """``target`` with only ``n`` seeded random users (of those with a target item) kept; shape unchanged."""
+    if n <= 0:
+        raise ValueError(f"sample_users must be positive; got {n}")
+    users = np.flatnonzero(np.diff(target.indptr) > 0)
+    if n >= len(users):
+        return target
+    log.info("ranking for a sample of %d of %d users", n, len(users))
+    keep = np.zeros(target.shape[0], np.float32)
+    keep[np.random.default_rng(seed).choice(users, n, replace=False)] = 1.0
+    return sp.csr_matrix(sp.diags(keep) @ target)
+
+
+class _EvaluatorValidation:
+    """The evaluator as the ``validate=`` callback of ``Recommender.fit`` (early stopping, fusion weights)."""
+
+    def check(self, metrics: Sequence[str]) -> None:
+        for m in metrics:
+            parse_metric(m)
+
+    def __call__(
+        self,
+        score: Callable[[np.ndarray], np.ndarray],
+        target: sp.csr_matrix,
+        exclude: sp.csr_matrix | None,
+        metrics: Sequence[str],
+        *,
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        return evaluate_scores(score, target, exclude, metrics=metrics, batch_size=batch_size).metrics
+
+
+VALIDATOR = _EvaluatorValidation()

@@ -38,10 +38,16 @@ EXTRACTORS: dict[str, tuple[str, str]] = {
     "tfidf": ("fusionrec.features.text_tfidf:TfidfExtractor", "text"),
     "lda": ("fusionrec.features.text_topics:LdaExtractor", "text"),
     "wordvec": ("fusionrec.features.text_wordvec:WordVecExtractor", "text"),
+    "mfcc": ("fusionrec.features.audio_mfcc:MfccExtractor", "audio"),
+    "frames": ("fusionrec.features.video_frames:FramesExtractor", "video"),
 }
 
+KINDS = ("image", "text", "audio", "video")
 IMAGE_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "image")
 TEXT_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "text")
+AUDIO_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "audio")
+#: ``video`` also takes every image extractor's name: frames through that extractor, pooled
+VIDEO_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "video") + IMAGE_EXTRACTORS
 
 
 @dataclass
@@ -98,7 +104,7 @@ class ExtractionReport:
 class Extractor:
     """Base class of every feature extractor.
 
-    Subclasses set ``name`` and ``kind`` ("image" or "text"), keep constructor arguments as attributes of the
+    Subclasses set ``name`` and ``kind`` (one of :data:`KINDS`), keep constructor arguments as attributes of the
     same name (they become ``config()["params"]``), and implement ``_transform(batch_of_sources)``, which
     returns ``(values, present)`` for one batch and records unusable items with ``self._fail``.
 
@@ -197,9 +203,9 @@ class Extractor:
     # -------------------------------------------------------------------------------------------- hooks
 
     def sources(self, items: ItemContent | Sequence[Any]) -> list[Any]:
-        """The per-item inputs this extractor reads: texts or image paths/bytes."""
+        """The per-item inputs this extractor reads: texts, image paths/bytes, audio or video paths."""
         if isinstance(items, ItemContent):
-            return list(items.image_paths if self.kind == "image" else items.texts)
+            return list(items.texts) if self.kind == "text" else items.paths(self.kind)
         if isinstance(items, str | bytes):
             raise ConfigError(f"{self.name}: pass a list of items, not a single {type(items).__name__}")
         return list(items)
@@ -327,10 +333,43 @@ def extractor_kind(name: str) -> str:
     return EXTRACTORS[name][1]
 
 
+def extractor_choices(kind: str) -> tuple[str, ...]:
+    """Names that :func:`extractor_for` accepts for ``kind`` (the CLI's choices)."""
+    return {
+        "image": IMAGE_EXTRACTORS,
+        "text": TEXT_EXTRACTORS,
+        "audio": AUDIO_EXTRACTORS,
+        "video": VIDEO_EXTRACTORS,
+    }[kind]
+
+
+def extractor_for(kind: str, name: str, **params: Any) -> Extractor:
+    """The extractor ``name`` for modality kind ``kind``.
+
+    For ``video`` an image extractor's name means the ``frames`` extractor with that image extractor per
+    frame: parameters the frames extractor takes stay with it, the others go to the image extractor.
+    """
+    got = extractor_kind(name)
+    if kind == "video" and got == "image":
+        name, got, params = "frames", "video", {**params, "image": name}
+    if got != kind:
+        raise ConfigError(
+            f"{name!r} extracts {got} features, not {kind}; choose one of {', '.join(extractor_choices(kind))}"
+        )
+    if name == "frames":  # parameters the frames extractor does not take belong to its image extractor
+        own = set(accepted_params("frames"))
+        image_params = {k: v for k, v in params.items() if k not in own}
+        params = {k: v for k, v in params.items() if k in own}
+        if image_params:
+            params["image_params"] = {**(params.get("image_params") or {}), **image_params}
+    return get_extractor(name, **params)
+
+
 def get_extractor(name: str, **params: Any) -> Extractor:
     """Build an extractor by name.
 
-    Image extractors: ``cnn``, ``bovw``, ``color``; text: ``sentence``, ``tfidf``, ``lda``, ``wordvec``.
+    Image extractors: ``cnn``, ``bovw``, ``color``; text: ``sentence``, ``tfidf``, ``lda``, ``wordvec``;
+    audio: ``mfcc``; video: ``frames`` (sampled frames through an image extractor, pooled).
 
     Unknown parameters raise :class:`ConfigError` listing the accepted ones.
     """

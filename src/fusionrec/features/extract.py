@@ -7,6 +7,7 @@ featurises one new item with the extractors a manifest describes (the HTTP serve
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,19 +21,18 @@ from typing import Any
 import numpy as np
 
 from fusionrec.data.dataset import Dataset, Features, ItemContent
+from fusionrec.data.feature_dir import STATE_FILE, read_states
 from fusionrec.errors import ConfigError, DataError
 from fusionrec.features.base import (
     ExtractionReport,
     Extractor,
     Failure,
     config_key,
+    extractor_for,
     extractor_from_config,
     extractor_kind,
-    get_extractor,
 )
 from fusionrec.features.store import FeatureStore, content_keys
-
-STATE_FILE = "extractors.safetensors"  # learned extractor state beside the features, keyed "modality/key"
 
 log = logging.getLogger("fusionrec")
 
@@ -93,15 +93,17 @@ def with_image_dir(items: Dataset | ItemContent, image_dir: str | Path) -> ItemC
         )
     log.info("images: %d of %d items have a file in %s", found, items.n_items, folder)
     base = items.content or ItemContent(texts=[""] * items.n_items, image_paths=[None] * items.n_items)
-    return ItemContent(texts=base.texts, image_paths=paths, titles=base.titles, extra=base.extra)
+    return dataclasses.replace(base, image_paths=paths)
 
 
-def _make(spec: str | Extractor, params: Mapping[str, Any] | None, show_progress: bool) -> Extractor:
+def _make(
+    spec: str | Extractor, params: Mapping[str, Any] | None, show_progress: bool, kind: str
+) -> Extractor:
     if isinstance(spec, Extractor):
         return spec
     if "show_progress" not in (params or {}):
         params = {**(params or {}), "show_progress": show_progress}
-    return get_extractor(spec, **params)
+    return extractor_for(kind, spec, **params)
 
 
 def extract_modality(
@@ -110,8 +112,13 @@ def extract_modality(
     *,
     modality: str | None = None,
     store: FeatureStore | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
     """Run one extractor over ``items`` with the cache; returns ``(values, present, report)``.
+
+    ``shard=(i, n)`` extracts only the uncached contents whose hash falls in part ``i`` of ``n`` (into the
+    store; the returned rows of other parts are left absent): ``n`` processes fill the cache together, then
+    one run without a shard assembles every row from it.
 
     Only items whose content hash is not cached under the extractor's config are extracted; identical content
     is extracted once. Fitted extractors are fitted on the items with content (their state is cached too,
@@ -122,7 +129,8 @@ def extract_modality(
     sources = extractor.sources(items)
     n = len(sources)
     report = ExtractionReport(modality=modality, extractor=extractor.name, n_items=n)
-    keys, unreadable = content_keys(sources, extractor.kind)
+    # files above the extractor's size limit are refused before they are hashed (or read at all)
+    keys, unreadable = content_keys(sources, extractor.kind, getattr(extractor, "max_bytes", None))
     for i, reason in unreadable.items():
         log.warning("%s: skipped %s: %s", extractor.name, sources[i], reason)
     if extractor.needs_fit and not extractor.is_fitted:
@@ -144,6 +152,8 @@ def extract_modality(
     if store is not None and uniq:
         u_vals, u_pres, hit, u_reason = store.lookup(config, uniq)  # type: ignore[arg-type]
     todo = np.flatnonzero(~hit)
+    if shard is not None:
+        todo = todo[[shard_of(uniq[j], shard[1]) == shard[0] for j in todo]]
     if len(todo):
         first = {}
         for i in have:
@@ -173,6 +183,11 @@ def extract_modality(
     report.n_no_content = n - len(have) - len(unreadable)
     report.seconds = time.perf_counter() - t0
     return values, present, report
+
+
+def shard_of(key: str, n_shards: int) -> int:
+    """The part (0..n-1) a content hash belongs to: identical content always lands in one part."""
+    return int(key[:12], 16) % n_shards
 
 
 def _describe(source: Any) -> str:
@@ -210,39 +225,74 @@ def run_extraction(
     *,
     image: str | Extractor | None = "cnn",
     text: str | Extractor | None = "sentence",
+    audio: str | Extractor | None = None,
+    video: str | Extractor | None = None,
+    soundtrack: str | Extractor | None = None,
     image_params: Mapping[str, Any] | None = None,
     text_params: Mapping[str, Any] | None = None,
+    audio_params: Mapping[str, Any] | None = None,
+    video_params: Mapping[str, Any] | None = None,
+    soundtrack_params: Mapping[str, Any] | None = None,
     image_name: str = "image",
     text_name: str = "text",
+    audio_name: str = "audio",
+    video_name: str = "video",
+    soundtrack_name: str = "soundtrack",
     image_dir: str | Path | None = None,
     cache: CacheSpec = None,
     show_progress: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> ExtractionResult:
-    """Extract the requested modalities of ``items``; see :func:`extract_features`."""
+    """Extract the requested modalities of ``items``; see :func:`extract_features`.
+
+    ``shard=(i, n)`` fills the cache with part ``i`` of ``n`` only (see :func:`extract_modality`).
+    """
     content = _content(items)
     if image_dir is not None:
         content = with_image_dir(items, image_dir)
     store = _store(cache)
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise ConfigError(f"shard {i}/{n}: the part must lie in 0..{n - 1}")
+        if store is None:
+            raise ConfigError("sharded extraction fills the feature cache; it cannot run with the cache off")
     result = ExtractionResult(features=Features())
+    # (modality name, extractor spec, params, extractor kind, which content it reads)
     plan = []
-    for name, spec, params, kind in (
-        (image_name, image, image_params, "image"),
-        (text_name, text, text_params, "text"),
+    for name, spec, params, kind, reads in (
+        (image_name, image, image_params, "image", "image"),
+        (text_name, text, text_params, "text", "text"),
+        (audio_name, audio, audio_params, "audio", "audio"),
+        (video_name, video, video_params, "video", "video"),
+        (soundtrack_name, soundtrack, soundtrack_params, "audio", "video"),
     ):
         if spec is None:
             continue
-        got = spec.kind if isinstance(spec, Extractor) else extractor_kind(spec)
-        if got != kind:
-            raise ConfigError(
-                f"{spec if isinstance(spec, str) else spec.name!r} is a {got} extractor; pass it as {got}="
-            )
-        plan.append((name, spec, params))
+        if isinstance(spec, Extractor) and spec.kind != kind:
+            raise ConfigError(f"{spec.name!r} is a {spec.kind} extractor; pass it as {spec.kind}=")
+        if (
+            isinstance(spec, str)
+            and extractor_kind(spec) != kind
+            and not (kind == "video" and extractor_kind(spec) == "image")
+        ):
+            got = extractor_kind(spec)
+            raise ConfigError(f"{spec!r} is a {got} extractor; pass it as {got}=")
+        if reads == "video" and kind == "audio" and not isinstance(spec, Extractor):
+            # a silent video has no soundtrack: absent, not a broken file
+            params = {"require_stream": False, **(params or {})}
+        plan.append((name, spec, params, kind, reads))
     if len({p[0] for p in plan}) != len(plan):
-        raise ConfigError("image and text modalities need different names")
-    for name, spec, params in plan:
-        extractor = _make(spec, params, show_progress)
+        raise ConfigError(
+            "every extracted modality needs its own name (image, text, audio, video, soundtrack)"
+        )
+    for name, spec, params, kind, reads in plan:
+        extractor = _make(spec, params, show_progress, kind)
+        sources: ItemContent | list[Any] = content if reads == kind else content.paths(reads)
         try:
-            values, present, report = extract_modality(extractor, content, modality=name, store=store)
+            values, present, report = extract_modality(
+                extractor, sources, modality=name, store=store, shard=shard
+            )
             config = extractor.config()
             state = extractor.state()
         finally:
@@ -250,6 +300,8 @@ def run_extraction(
                 extractor.close()
         if state:
             config["state"] = STATE_FILE
+        if reads != kind:
+            config["reads"] = reads  # the soundtrack: an audio extractor over the video files
         result.configs[name] = config
         result.states[name] = state
         result.features.add(name, values, present)
@@ -259,9 +311,7 @@ def run_extraction(
         result.reports[name] = report
         log.info("%s", report.summary())
         if report.n_present == 0:
-            log.warning(
-                "%s: no item has usable %s content; the modality is all imputed", name, extractor.kind
-            )
+            log.warning("%s: no item has usable %s content; the modality is all imputed", name, reads)
     return result
 
 
@@ -270,10 +320,19 @@ def extract_features(
     *,
     image: str | Extractor | None = "cnn",
     text: str | Extractor | None = "sentence",
+    audio: str | Extractor | None = None,
+    video: str | Extractor | None = None,
+    soundtrack: str | Extractor | None = None,
     image_params: Mapping[str, Any] | None = None,
     text_params: Mapping[str, Any] | None = None,
+    audio_params: Mapping[str, Any] | None = None,
+    video_params: Mapping[str, Any] | None = None,
+    soundtrack_params: Mapping[str, Any] | None = None,
     image_name: str = "image",
     text_name: str = "text",
+    audio_name: str = "audio",
+    video_name: str = "video",
+    soundtrack_name: str = "soundtrack",
     image_dir: str | Path | None = None,
     cache: CacheSpec = None,
     show_progress: bool = False,
@@ -284,12 +343,16 @@ def extract_features(
     ----------
     items
         A ``Dataset`` with content, or an ``ItemContent``.
-    image, text
-        Extractor names (``cnn``/``bovw``/``color``; ``sentence``/``tfidf``/``lda``/``wordvec``), extractor
-        instances, or None to skip the modality.
-    image_params, text_params
-        Extractor parameters, e.g. ``{"arch": "resnet18", "weights": "r18.pth"}``.
-    image_name, text_name
+    image, text, audio, video
+        Extractor names (``cnn``/``bovw``/``color``; ``sentence``/``tfidf``/``lda``/``wordvec``; ``mfcc``;
+        ``frames`` or any image extractor's name, applied per sampled frame), extractor instances, or None to
+        skip the modality.
+    soundtrack
+        Audio extractor run over the *video* files (their soundtracks), as a modality of its own; a video
+        without sound is absent there, not a failure.
+    image_params, text_params, audio_params, video_params, soundtrack_params
+        Extractor parameters, e.g. ``{"arch": "resnet18", "weights": "r18.pth"}`` or ``{"fps": 2}``.
+    image_name, text_name, audio_name, video_name, soundtrack_name
         Modality names in the result.
     image_dir
         Read item images from ``<image_dir>/<raw item id>.(jpg|jpeg|png|webp)`` instead of the content's
@@ -310,10 +373,19 @@ def extract_features(
         items,
         image=image,
         text=text,
+        audio=audio,
+        video=video,
+        soundtrack=soundtrack,
         image_params=image_params,
         text_params=text_params,
+        audio_params=audio_params,
+        video_params=video_params,
+        soundtrack_params=soundtrack_params,
         image_name=image_name,
         text_name=text_name,
+        audio_name=audio_name,
+        video_name=video_name,
+        soundtrack_name=soundtrack_name,
         image_dir=image_dir,
         cache=cache,
         show_progress=show_progress,
@@ -353,20 +425,6 @@ def _item_extractor(
     return entry
 
 
-def read_states(folder: Path) -> dict[str, dict[str, np.ndarray]]:
-    """``extractors.safetensors`` of a feature directory as ``{modality: {key: array}}``."""
-    path = Path(folder) / STATE_FILE
-    if not path.exists():
-        return {}
-    from safetensors.numpy import load_file
-
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in load_file(str(path)).items():
-        modality, _, name = key.partition("/")
-        out.setdefault(modality, {})[name] = value
-    return out
-
-
 def extract_item_features(
     extractor_configs: Mapping[str, Mapping[str, Any]],
     *,
@@ -374,6 +432,7 @@ def extract_item_features(
     image_bytes_or_path: bytes | str | Path | None = None,
     base_dir: str | Path | None = None,
     states: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    media_paths: Mapping[str, str | Path] | None = None,
 ) -> dict[str, np.ndarray]:
     """Featurise ONE item with the extractors a feature manifest describes.
 
@@ -387,6 +446,9 @@ def extract_item_features(
         Directory of the manifest, to find fitted extractors' learned state (``extractors.safetensors``).
     states
         Learned states given directly (``{modality: arrays}``) instead of files.
+    media_paths
+        The item's audio / video files by kind, e.g. ``{"video": "clip.mp4"}`` (a soundtrack modality reads
+        the video file).
 
     Returns
     -------
@@ -399,8 +461,13 @@ def extract_item_features(
     out: dict[str, np.ndarray] = {}
     base = Path(base_dir) if base_dir is not None else None
     for modality, config in extractor_configs.items():
-        kind = config.get("kind") or extractor_kind(str(config["name"]))
-        source: Any = text if kind == "text" else image_bytes_or_path
+        kind = config.get("reads") or config.get("kind") or extractor_kind(str(config["name"]))
+        if kind == "text":
+            source: Any = text
+        elif kind == "image":
+            source = image_bytes_or_path
+        else:
+            source = (media_paths or {}).get(kind)
         if source is None:
             continue
         if isinstance(source, Path):

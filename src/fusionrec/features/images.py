@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-ImageSource = str | os.PathLike | bytes | bytearray
+ImageSource = str | os.PathLike | bytes | bytearray | np.ndarray  # arrays: decoded (h, w, 3) uint8 RGB frames
 
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -71,6 +71,10 @@ def open_rgb(source: ImageSource, draft_size: tuple[int, int] | None = None):
     """
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(source, np.ndarray):  # an already decoded frame (video extractors hand these over)
+        if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3 or not source.size:
+            raise ImageDecodeError(f"frame must be (h, w, 3) uint8; got {source.dtype} {source.shape}")
+        return Image.fromarray(np.ascontiguousarray(source), "RGB")
     if not isinstance(source, bytes | bytearray):
         check_image_path(source)
     limit = max_image_pixels()
@@ -153,17 +157,19 @@ def decode_many(
     *,
     workers: int,
     chunk: int,
+    expected: tuple[type[Exception], ...] = (ImageDecodeError,),
 ) -> Iterator[tuple[int, list[np.ndarray | None], list[str | None]]]:
     """Decode ``sources`` in chunks on a thread pool, one chunk ahead of the consumer.
 
-    Yields ``(start, arrays, errors)`` per chunk: ``arrays[j]`` is None when ``errors[j]`` says why. PIL and
-    OpenCV release the GIL while decoding, so threads overlap decoding with the consumer's compute.
+    Yields ``(start, arrays, errors)`` per chunk: ``arrays[j]`` is None when ``errors[j]`` says why (the
+    message of an ``expected`` exception, else its type and message). PIL, OpenCV and FFmpeg release the GIL
+    while decoding, so threads overlap decoding with the consumer's compute.
     """
 
     def one(src: ImageSource) -> tuple[np.ndarray | None, str | None]:
         try:
             return decode(src), None
-        except ImageDecodeError as e:
+        except expected as e:
             return None, str(e)
         except Exception as e:  # one strange file must never stop a run
             return None, f"{type(e).__name__}: {e}"
@@ -180,4 +186,6 @@ def decode_many(
 
 
 def describe_source(source: Any) -> str:
+    if isinstance(source, np.ndarray):
+        return f"<frame {'x'.join(map(str, source.shape))}>"
     return str(source) if isinstance(source, str | os.PathLike) else f"<{len(source)} bytes>"

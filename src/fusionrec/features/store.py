@@ -6,10 +6,11 @@ Layout under the root (default ``~/.cache/fusionrec/features``, or ``$FUSIONREC_
     <config-hash>/shard-*.npz          keys (content hashes), values (n, d) float32, present, reason
     fitted/<fit-hash>.npz              learned state of fitted extractors (codebooks, vocabularies, topics)
 
-A content hash is the BLAKE2b digest of the text (UTF-8) or of the image file's bytes, so renaming or moving a
-file costs nothing and editing it re-extracts exactly that item. Unreadable images are cached too (with their
-reason) so a re-run reports them again without re-decoding. Shards are written atomically and merged when they
-pile up; two runs writing the same rows at once only produce duplicates, which are harmless.
+A content hash is the BLAKE2b digest of the text (UTF-8) or of the image / audio / video file's bytes, so
+renaming or moving a file costs nothing and editing it re-extracts exactly that item. Unreadable files are
+cached too (with their reason) so a re-run reports them again without re-decoding. Shards are written
+atomically and merged when they pile up; two runs writing the same rows at once only produce duplicates, which
+are harmless.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -27,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from fusionrec.errors import DataError
 from fusionrec.features.base import config_key, has_content
-from fusionrec.features.images import max_image_bytes
+from fusionrec.features.media import MediaDecodeError, open_regular
 
 log = logging.getLogger("fusionrec")
 
@@ -50,16 +51,27 @@ def bytes_key(data: bytes) -> str:
     return hashlib.blake2b(b"file\0" + bytes(data), digest_size=20).hexdigest()
 
 
-def file_key(path: str | os.PathLike) -> str:
-    """Content hash of an image file; refuses special files, links out of the folder and oversized files
-    (a poster linked to /dev/zero used to hang extraction reading to EOF)."""
-    from fusionrec.files import read_bytes
+def file_key(path: str | os.PathLike, max_bytes: int | None = None) -> str:
+    """Hash of a regular file's bytes; raises ``MediaDecodeError`` for anything else (FIFOs, devices,
+    directories, files above ``max_bytes``) so hashing can neither block nor read without end."""
+    from fusionrec.errors import DataError
+    from fusionrec.files import check_regular
 
-    return bytes_key(read_bytes(path, max_bytes=max_image_bytes()))
+    try:  # a link out of its folder is not followed (hashing it would read any file the link names)
+        check_regular(path)
+    except DataError as e:
+        raise MediaDecodeError(str(e)) from None
+    h = hashlib.blake2b(b"file\0", digest_size=20)
+    with open_regular(path, max_bytes if max_bytes is not None else sys.maxsize, allow_empty=True) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def content_keys(sources: Sequence[Any], kind: str) -> tuple[list[str | None], dict[int, str]]:
-    """Per-item content hash (None = no content) and ``{index: reason}`` for unreadable image paths."""
+def content_keys(
+    sources: Sequence[Any], kind: str, max_bytes: int | None = None
+) -> tuple[list[str | None], dict[int, str]]:
+    """Per-item content hash (None = no content) and ``{index: reason}`` for unreadable file paths."""
     keys: list[str | None] = []
     unreadable: dict[int, str] = {}
     for i, s in enumerate(sources):
@@ -71,11 +83,8 @@ def content_keys(sources: Sequence[Any], kind: str) -> tuple[list[str | None], d
             keys.append(bytes_key(s))
         else:
             try:
-                keys.append(file_key(s))
-            except FileNotFoundError:
-                keys.append(None)
-                unreadable[i] = "file not found"
-            except DataError as e:
+                keys.append(file_key(s, max_bytes))
+            except MediaDecodeError as e:
                 keys.append(None)
                 unreadable[i] = str(e)
             except OSError as e:

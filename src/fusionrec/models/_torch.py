@@ -10,8 +10,9 @@ A torch model subclasses :class:`TorchRecommender` (any score function) or :clas
   ``_export_state(module) -> {attr_name_ending_in_underscore: ndarray}`` for models that score otherwise.
 
 The trainer handles seeding, device, thread count, vectorised negative sampling per epoch, shuffled
-minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept), progress bars and
-timing. After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
+minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept; the evaluator comes in
+as the ``fit(validate=...)`` callback, so models never import the evaluation layer), progress bars and timing.
+After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
 
 Torch is imported lazily inside methods so that importing a model module (e.g. for ``fusionrec models``) stays
 cheap.
@@ -27,10 +28,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from fusionrec import distributed
 from fusionrec.data.dataset import Features
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
-from fusionrec.evaluation.metrics import parse_metric
 from fusionrec.models.base import FactorModel, Recommender
 
 if TYPE_CHECKING:
@@ -39,21 +40,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fusionrec")
 
-# Trainer knobs read with getattr so a subclass constructor only needs the ones it exposes.
+# The one source of the trainer's shared settings: a model that exposes one of these as a constructor
+# parameter uses the same default (tests/models/test_torch_trainer.py checks), one that does not gets it.
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "epochs": 100,
-    "learning_rate": 1e-3,
-    "batch_size": 2048,
-    "reg": 0.0,
     "random_state": 0,
     "device": "cpu",
     "eval_every": 1,
     "early_stop_metric": "recall@20",
-    "patience": 10,
     "modality_dropout": 0.0,
     "feature_noise": 0.0,
     "n_neg": 1,
 }
+# Settings every torch model chooses itself (its constructor's defaults were picked on validation).
+MODEL_TRAINER_PARAMS = ("epochs", "learning_rate", "batch_size", "reg", "patience")
 
 
 class Batch(NamedTuple):
@@ -187,14 +186,16 @@ def sparse_tensor(m: sp.spmatrix, device: str = "cpu") -> torch.Tensor:
 class TorchRecommender(Recommender):
     """Base of torch-trained models; see the module docstring for the hooks a subclass implements.
 
-    Hyperparameters the trainer reads (a subclass exposes them as keyword-only constructor arguments; absent
-    ones take ``TRAINER_DEFAULTS``): ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
+    Hyperparameters the trainer reads (keyword-only constructor arguments of the subclass, which must expose
+    ``MODEL_TRAINER_PARAMS``; shared ones it lacks take ``TRAINER_DEFAULTS``):
+    ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
     ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``early_stop_metric``, ``patience`` (evaluations
     without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``.
 
     Learned scalars recorded after fit: ``epoch_seconds_`` (mean training seconds per epoch, validation
     excluded), ``best_epoch_`` (1-based; the last epoch when there is no validation), ``epochs_run_``,
-    ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``.
+    ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``, ``history_``
+    (``{"metric", "epoch", "loss", "valid"}``: mean training loss and validation metric per epoch).
     """
 
     is_torch = True
@@ -217,7 +218,12 @@ class TorchRecommender(Recommender):
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _hp(self, name: str) -> Any:
-        return getattr(self, name, TRAINER_DEFAULTS[name])
+        """A trainer setting: the model's own parameter where it has one, else the shared default."""
+        if name in self.param_defaults():
+            return getattr(self, name)  # no fallback: a parameter the constructor forgot to store fails here
+        if name not in TRAINER_DEFAULTS:
+            raise ConfigError(f"{self.name}: the trainer needs parameter {name!r}, which the model lacks")
+        return TRAINER_DEFAULTS[name]
 
     def _augment(self, feats: torch.Tensor) -> torch.Tensor:
         """Training-time augmentation for a ``(n, d)`` modality feature block against sparsity.
@@ -266,10 +272,12 @@ class TorchRecommender(Recommender):
         patience = int(self._hp("patience"))
         n_neg = max(1, int(self._hp("n_neg")))
         metric = str(self._hp("early_stop_metric"))
-        parse_metric(metric)  # fail early on a typo
+        if valid is not None and valid.nnz > 0:
+            self._validator_for("early stopping").check([metric])  # fail early on a typo
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise ConfigError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
         device = resolve_device(self._hp("device"))
+        world, device = distributed.init(device)
         seed = int(self._hp("random_state") or 0)
 
         prev_threads = torch.get_num_threads()
@@ -289,15 +297,28 @@ class TorchRecommender(Recommender):
             users_np, items_np = positive_pairs(user_items)
             if len(users_np) == 0:
                 raise ConfigError(f"{self.name}: the training matrix has no interactions")
-            sampler = NegativeSampler(user_items, rng) if self.uses_negatives else None
+            probe = torch.from_numpy(np.stack([users_np[:2], items_np[:2], items_np[:2][::-1].copy()])).to(
+                device
+            )
+            step_module = _distributed_loss(self, module, world, Batch(*probe))
+            # one process: one generator for batch order and negatives (as always); several: the batch
+            # order is shared (ranks partition each epoch) and each rank draws its own negatives
+            neg_rng = np.random.RandomState([seed, world.rank]) if world.distributed else rng
+            sampler = NegativeSampler(user_items, neg_rng) if self.uses_negatives else None
             users_t = torch.from_numpy(users_np).to(device)
             items_t = torch.from_numpy(items_np).to(device)
             valid_users = valid is not None and valid.nnz > 0
+            if valid_users and world.distributed:
+                valid = distributed.shard_rows(
+                    valid, world
+                )  # each rank validates its users; sums all-reduced
 
             best_val, best_epoch, best_state, bad_evals = -np.inf, epochs, None, 0
             epoch_secs: list[float] = []
+            # per-epoch training curve, saved with the model (valid is None on epochs without validation)
+            history: dict[str, Any] = {"metric": metric, "epoch": [], "loss": [], "valid": []}
             bar = None
-            if self.show_progress:
+            if self.show_progress and world.is_main:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=epochs, desc=f"{self.name}", unit="epoch", leave=False)
@@ -307,14 +328,23 @@ class TorchRecommender(Recommender):
                 module.train()
                 self._training = True
                 self._on_epoch_start(module, epoch)
-                if sampler is not None:
-                    negs_t = torch.from_numpy(sampler.sample(users_np, n_neg)).to(device)
+                if world.distributed:
+                    batches = distributed.epoch_shards(len(users_np), batch_size, rng, world)
+                    mine = np.concatenate(batches) if batches else np.zeros(0, np.int64)
+                    negs_np = np.zeros((len(users_np),) + ((n_neg,) if n_neg > 1 else ()), np.int64)
+                    if sampler is not None:
+                        negs_np[mine] = sampler.sample(users_np[mine], n_neg)
+                    negs_t = torch.from_numpy(negs_np).to(device)
                 else:
-                    negs_t = items_t.new_zeros(len(users_np))
+                    batches = minibatches(len(users_np), batch_size, rng)
+                    if sampler is not None:
+                        negs_t = torch.from_numpy(sampler.sample(users_np, n_neg)).to(device)
+                    else:
+                        negs_t = items_t.new_zeros(len(users_np))
                 total, n_batches = 0.0, 0
-                for idx in minibatches(len(users_np), batch_size, rng):
+                for idx in batches:
                     ix = torch.from_numpy(idx).to(device)
-                    loss = self._loss(module, Batch(users_t[ix], items_t[ix], negs_t[ix]))
+                    loss = step_module(users_t[ix], items_t[ix], negs_t[ix])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -322,17 +352,23 @@ class TorchRecommender(Recommender):
                     n_batches += 1
                 self._training = False
                 epoch_secs.append(time.perf_counter() - t0)
+                if world.distributed:
+                    total, n_batches = distributed.all_reduce_sum(np.array([total, n_batches]), device)
                 mean_loss = total / max(1, n_batches)
                 if not np.isfinite(mean_loss):
                     raise ConfigError(
                         f"{self.name}: training loss became {mean_loss} at epoch {epoch}; "
                         "lower learning_rate or raise reg"
                     )
+                history["epoch"].append(epoch)
+                history["loss"].append(round(mean_loss, 6))
+                history["valid"].append(None)
                 post: dict[str, Any] = {"loss": f"{mean_loss:.4f}"}
                 if valid_users and (epoch % eval_every == 0 or epoch == epochs):
                     state = self._export(module)
-                    val = self._validate(state, user_items, valid, metric)
+                    val = self._validate(state, user_items, valid, metric, world=world, device=device)
                     post[metric] = f"{val:.4f}"
+                    history["valid"][-1] = round(float(val), 6)
                     if val > best_val:
                         best_val, best_epoch, best_state, bad_evals = val, epoch, state, 0
                     else:
@@ -364,6 +400,8 @@ class TorchRecommender(Recommender):
             self.epochs_run_ = int(epoch)
             self.best_valid_ = float(best_val) if np.isfinite(best_val) else None
             self.fit_device_ = device
+            self.fit_world_size_ = int(world.size)
+            self.history_ = history
         finally:
             self._training = False
             torch.set_num_threads(prev_threads)
@@ -384,18 +422,28 @@ class TorchRecommender(Recommender):
         return state
 
     def _validate(
-        self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str
+        self,
+        state: dict[str, np.ndarray],
+        train: sp.csr_matrix,
+        valid: sp.csr_matrix,
+        metric: str,
+        *,
+        world: distributed.World | None = None,
+        device: str = "cpu",
     ) -> float:
-        """Score ``valid`` with the shared evaluator on the exported numpy state (what serving uses)."""
-        from fusionrec.evaluation import evaluate_scores
+        """Score ``valid`` with the evaluator's callback on the exported numpy state (what serving uses).
 
+        Under several processes each rank holds its share of the valid users; the metric is their
+        user-weighted mean, gathered with one all-reduce, so every rank takes the same early-stopping step.
+        """
+        validator = self._validator_for("early stopping")
         saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
         had_fitted = getattr(self, "fitted_", False)
         for k, v in state.items():
             setattr(self, k, v)
         self.fitted_ = True
         try:
-            res = evaluate_scores(self.score, valid, train, metrics=(metric,))
+            res = validator(self.score, valid, train, (metric,))
         finally:
             for k in state:
                 if k in saved:
@@ -404,7 +452,43 @@ class TorchRecommender(Recommender):
                     delattr(self, k)
             if not had_fitted:
                 del self.fitted_
-        return float(res.metrics[metric])
+        if world is not None and world.distributed:
+            users = float(np.count_nonzero(np.diff(valid.indptr)))  # the evaluator averages over these
+            total, count = distributed.all_reduce_sum(np.array([res[metric] * users, users]), device)
+            return float(total / max(count, 1.0))
+        return float(res[metric])
+
+
+def _distributed_loss(model: TorchRecommender, module: nn.Module, world: distributed.World, probe: Batch):
+    """``step(users, pos, neg) -> loss``: the model's loss, inside DistributedDataParallel when the world has
+    several processes (gradients all-reduced in backward; rank 0's initial parameters broadcast to all)."""
+    import torch
+
+    class LossStep(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, users, pos, neg):  # type: ignore[override]
+            return model._loss(self.inner, Batch(users, pos, neg))
+
+    step = LossStep()
+    if not world.distributed:
+        return step
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(step, find_unused_parameters=_has_unused_parameters(step, probe))
+
+
+def _has_unused_parameters(step, probe: Batch) -> bool:
+    """Whether one loss on a probe batch leaves some parameter without a gradient (DDP must then look
+    for unused parameters in every step; checking costs one extra backward instead of a traversal per step)."""
+    params = [p for p in step.parameters() if p.requires_grad]
+    step(*probe).backward()
+    unused = any(p.grad is None for p in params)
+    for p in params:
+        p.grad = None
+    return unused
 
 
 class TorchFactorModel(TorchRecommender, FactorModel):

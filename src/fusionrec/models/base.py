@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,8 +19,37 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError, DataError, NotFittedError, UnknownUserError
 from fusionrec.params import convert_cli, type_errors
+from fusionrec.ranking import mask_rows, ridge_fold_in, top_k
 
 log = logging.getLogger("fusionrec")
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+# Parameter names of earlier versions → the one name every model now uses for that idea.
+RENAMED: dict[str, str] = {
+    "knn_k": "neighbors",
+    "mm_layers": "item_layers",
+    "lambda_coeff": "fixed_graph_weight",
+}
+
+
+class Validator(Protocol):
+    """Scores a model on held-out interactions for early stopping; the evaluator implements it."""
+
+    def check(self, metrics: Sequence[str]) -> None:
+        """Raise ``ConfigError`` for metric names the evaluator does not know (before any training)."""
+
+    def __call__(
+        self,
+        score: ScoreFn,
+        target: sp.csr_matrix,
+        exclude: sp.csr_matrix | None,
+        metrics: Sequence[str],
+        *,
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        """Mean ``metrics`` of the lists ``score`` ranks for the users of ``target`` (``exclude`` masked)."""
+        ...
 
 
 class Recommender:
@@ -41,6 +69,8 @@ class Recommender:
     supports_cold_items: ClassVar[bool] = False
     is_inner_product: ClassVar[bool] = False
     is_torch: ClassVar[bool] = False
+    #: what ``score_parts`` returns (see there)
+    explanation_kind: ClassVar[str] = "score-decomposition"
     # Progress bars during fit; not a hyperparameter (the CLI's --quiet turns it off per instance).
     show_progress: bool = True
 
@@ -58,8 +88,19 @@ class Recommender:
         return {k: getattr(self, k) for k in self.param_defaults()}
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Recommender:
+    def from_params(cls, params: dict[str, Any], *, upgrade: bool = False) -> Recommender:
+        """An instance from a parameter dict; names from earlier versions are refused with the new name
+        (``upgrade=True``, for stored artifacts, renames them instead)."""
         valid = cls.param_defaults()
+        old = {k: RENAMED[k] for k in params if k in RENAMED and k not in valid and RENAMED[k] in valid}
+        if old and upgrade:
+            params = {old.get(k, k): v for k, v in params.items()}
+        elif old:
+            raise ConfigError(
+                f"model {cls.name!r}: "
+                + "; ".join(f"parameter {k!r} is now called {v!r}" for k, v in old.items())
+                + " (one vocabulary across models)"
+            )
         unknown = sorted(set(params) - set(valid))
         if unknown:
             raise ConfigError(
@@ -74,15 +115,6 @@ class Recommender:
         wrong = type_errors(params, sig)
         if wrong:
             raise ConfigError(f"model {cls.name!r}: parameter(s) of the wrong type: {'; '.join(wrong)}")
-        for key, value in params.items():
-            if key == "metric" or key.endswith("_metric"):
-                from fusionrec.evaluation.metrics import parse_metric  # evaluation imports this module
-
-                try:
-                    for spec in [value] if isinstance(value, str) else value or []:
-                        parse_metric(str(spec))
-                except ValueError as e:  # ConfigError is a ValueError too
-                    raise ConfigError(f"model {cls.name!r} parameter {key}: {e}") from None
         return cls(**params)
 
     # ------------------------------------------------------------------ fitting
@@ -92,15 +124,35 @@ class Recommender:
         features: Features | None = None,
         *,
         valid: sp.csr_matrix | None = None,
+        validate: Validator | None = None,
     ) -> Recommender:
-        """Learn from ``user_items`` (binary CSR, users × items). ``valid`` enables early stopping where used."""
+        """Learn from ``user_items`` (binary CSR, users × items).
+
+        ``valid`` with ``validate`` (the evaluator as a callback: ``fusionrec.evaluation.VALIDATOR``) enables
+        early stopping and validation-weighted fusion where a model uses them; models never import the
+        evaluation layer themselves.
+        """
         user_items = as_csr(user_items)
         self._check_features(features)
         self._reset()
         self.n_users_, self.n_items_ = user_items.shape
-        self._fit(user_items, features, valid=None if valid is None else as_csr(valid))
+        self._validator = validate
+        try:
+            self._fit(user_items, features, valid=None if valid is None else as_csr(valid))
+        finally:
+            self._validator = None
         self.fitted_ = True
         return self
+
+    def _validator_for(self, purpose: str) -> Validator:
+        """The validation callback given to ``fit``; a clear error when a model needs one and has none."""
+        validator = getattr(self, "_validator", None)
+        if validator is None:
+            raise ConfigError(
+                f"model {self.name!r} uses the validation data for {purpose}: pass "
+                "validate=fusionrec.evaluation.VALIDATOR to fit() along with valid= (fit_artifact does)"
+            )
+        return validator
 
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
@@ -141,6 +193,14 @@ class Recommender:
         The array is fresh (not a view of model state): callers mask it in place.
         """
         raise NotImplementedError
+
+    def score_parts(self, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Why ``items`` ``(n, k)`` score what they do for ``users`` ``(n,)``: ``{part: (n, k) array}``.
+
+        The one explanation method. Parts add up to the score; ``explanation_kind`` says what they are
+        ("score-decomposition": terms of the model's own formula; "model-share": weighted sub-model scores).
+        """
+        raise NotImplementedError(f"{self.name} does not break its scores into parts")
 
     def user_vectors(self) -> np.ndarray:
         raise NotImplementedError(f"{self.name} has no user vectors")
@@ -323,15 +383,8 @@ class FactorModel(Recommender):
     def fold_in_user(self, item_idx: np.ndarray) -> np.ndarray:
         """Ridge solve for the user vector with item factors fixed, then score every item."""
         self.check_fitted()
-        V = self.item_factors_
-        item_idx = np.asarray(item_idx, dtype=np.int64)
-        if len(item_idx) == 0:
-            return np.zeros(V.shape[0], np.float32)
-        Vi = V[item_idx]
-        reg = float(getattr(self, "reg", 0.01) or 0.01) * max(1, len(item_idx))
-        A = Vi.T @ Vi + reg * np.eye(V.shape[1], dtype=V.dtype)
-        u = np.linalg.solve(A, Vi.sum(axis=0))
-        return (V @ u).astype(np.float32)
+        u = ridge_fold_in(self.item_factors_, item_idx, getattr(self, "reg", None))
+        return (self.item_factors_ @ u).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -341,93 +394,6 @@ def as_csr(m: sp.spmatrix) -> sp.csr_matrix:
     m = sp.csr_matrix(m, dtype=np.float32)
     m.sort_indices()
     return m
-
-
-def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix, users: np.ndarray) -> None:
-    """Set ``scores[r, j] = -inf`` for every item j in ``exclude[users[r]]`` (in place, vectorised)."""
-    sub = exclude[users]
-    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-    cols = sub.indices
-    ok = cols < scores.shape[1]
-    scores[rows[ok], cols[ok]] = -np.inf
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k by partial sort, best first; pads with -1 / -inf when fewer than k are finite."""
-    n, m = scores.shape
-    if k <= 0:
-        raise ConfigError(f"k must be a positive integer; got {k}")
-    kk = min(k, m)
-    if kk < m:
-        part = _top_partition(scores, kk)
-    else:
-        part = np.tile(np.arange(m), (n, 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1)
-    val = np.take_along_axis(part_scores, order, axis=1)
-    idx = np.where(np.isfinite(val), idx, -1)
-    if kk < k:
-        idx = np.hstack([idx, np.full((n, k - kk), -1, idx.dtype)])
-        val = np.hstack([val, np.full((n, k - kk), -np.inf, val.dtype)])
-    return idx.astype(np.int64), val.astype(np.float32)
-
-
-def _top_partition(scores: np.ndarray, kk: int) -> np.ndarray:
-    """The same indices as ``argpartition(-scores, kk - 1, axis=1)[:, :kk]``, faster on large blocks.
-
-    Top-k is the evaluator's costliest step after scoring. A row's ``kk``-th largest group maximum (groups
-    of columns) bounds its ``kk``-th largest score from below, so only the few scores above it need
-    sorting. Rows where that cannot give argpartition's exact answer (ties within the top ``kk`` or at the
-    cut, fewer than ``kk`` candidates, NaN) are redone by argpartition itself, so ties resolve as before.
-    """
-    n, m = scores.shape
-    size = min(64, m // (4 * kk))  # items per group; there are m // size ≥ 4·kk groups
-    if scores.size < 200_000 or size < 4:
-        return _argpartition_rows(scores, kk)
-    groups = m // size
-    # Group g holds columns g, g + groups, g + 2·groups, ... (a strided max is one vectorised pass).
-    maxima = scores[:, : groups * size].reshape(n, size, groups).max(axis=1)
-    bound = np.partition(maxima, groups - kk, axis=1)[:, groups - kk]
-    flat = np.flatnonzero(scores >= bound[:, None])
-    if len(flat) > 8 * kk * n:  # heavy ties (e.g. one score for many items): the filter does not pay
-        return _argpartition_rows(scores, kk)
-    rows, cols = np.divmod(flat, m)
-    vals = scores.reshape(-1)[flat]
-    # by row, then score descending, ties by column (two stable sorts beat lexsort here)
-    order = np.argsort(-vals, kind="stable")
-    order = order[np.argsort(rows[order], kind="stable")]
-    cols, vals = cols[order], vals[order]
-    counts = np.bincount(rows, minlength=n)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ok = counts >= kk
-    pos = np.where(ok, first, 0)[:, None] + np.arange(kk)
-    top_vals = vals[np.minimum(pos, len(vals) - 1)] if len(vals) else np.zeros((n, kk), scores.dtype)
-    out = cols[np.minimum(pos, len(cols) - 1)] if len(cols) else np.zeros((n, kk), np.intp)
-    nxt = np.minimum(first + kk, len(vals) - 1)
-    tie_at_cut = (counts > kk) & (vals[nxt] == top_vals[:, -1]) if len(vals) else np.zeros(n, bool)
-    bad = ~ok | tie_at_cut | (top_vals[:, 1:] == top_vals[:, :-1]).any(axis=1)
-    bad_rows = np.flatnonzero(bad)
-    if len(bad_rows):
-        out[bad_rows] = _argpartition_rows(scores[bad_rows], kk)
-    return out.astype(np.intp, copy=False)
-
-
-def _argpartition_rows(scores: np.ndarray, kk: int) -> np.ndarray:
-    """``argpartition(-scores, kk - 1)[:, :kk]``; large blocks split by rows over threads (identical result)."""
-    n = scores.shape[0]
-
-    def part(rows: slice) -> np.ndarray:
-        return np.argpartition(-scores[rows], kk - 1, axis=1)[:, :kk]
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(cpus, 8, n, scores.size // 1_000_000)
-    if workers <= 1:
-        return part(slice(None))
-    bounds = np.linspace(0, n, workers + 1).astype(int)
-    chunks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    with ThreadPoolExecutor(workers) as pool:
-        return np.vstack(list(pool.map(part, chunks)))
 
 
 def _is_jsonable(v: Any) -> bool:

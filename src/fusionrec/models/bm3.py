@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
-from fusionrec.data.graph import normalized_adjacency
+from fusionrec.data.graph import normalised_adjacency
 from fusionrec.models._torch import Batch, SparseAdj, TorchFactorModel, batch_l2, to_numpy
+from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.lightgcn import propagate
 
 
@@ -39,6 +42,8 @@ class BM3(TorchFactorModel):
         Shared trainer settings (see ``fusionrec.models._torch``).
     modality_dropout, feature_noise : float
         Training-time feature augmentation before the projections.
+    modalities : list of str or None
+        Modalities to use (``None``: all, any names).
 
     References
     ----------
@@ -67,6 +72,7 @@ class BM3(TorchFactorModel):
         early_stop_metric: str = "recall@20",
         modality_dropout: float = 0.0,
         feature_noise: float = 0.0,
+        modalities: Sequence[str] | str | None = None,
         random_state: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -85,13 +91,14 @@ class BM3(TorchFactorModel):
         self.feature_noise = feature_noise
         self.random_state = random_state
         self.device = device
+        self.modalities = modalities
 
     def _build(self, user_items: sp.csr_matrix, features: Features | None):
         import torch
         from torch import nn
 
         assert features is not None  # requires_features guarantees it
-        names = list(features)
+        names = resolve_modalities(features, self.modalities)
         n_users, n_items = user_items.shape
         d = int(self.factors)
         module = nn.Module()
@@ -105,7 +112,7 @@ class BM3(TorchFactorModel):
         for lin in module.proj:
             nn.init.xavier_normal_(lin.weight)
         module.feats = [torch.from_numpy(np.ascontiguousarray(features[n])).to(self._device) for n in names]
-        module.adj = SparseAdj(normalized_adjacency(user_items), self._device)
+        module.adj = SparseAdj(normalised_adjacency(user_items), self._device)
         return module
 
     def _forward(self, module):

@@ -119,10 +119,10 @@ class ContentMapper:
         scale = float(s.sum()) / max(1, min(n, d))
         total = float(np.einsum("ij,jk,ik->", Yc, M, Yc))
         proj = np.einsum("ij,jk,ik->i", C, M, C)  # per-component explained error
+        gcv: dict[float, float] = {}
         if self.reg is not None:
-            chosen, gcv = float(self.reg), {}
+            chosen = float(self.reg)
         else:
-            gcv = {}
             for rel in self.grid:
                 h = s / (s + rel * scale)
                 err = total - float(((2 * h - h * h) * proj).sum())

@@ -109,14 +109,14 @@ def explain_recommendations(
 def _parts(
     model: Recommender, users: np.ndarray, items: np.ndarray, kind: str
 ) -> tuple[dict[str, np.ndarray], str]:
-    if hasattr(model, "model_scores") and kind in ("auto", "model-share"):
-        shares = model.model_scores(users)
-        return {k: np.take_along_axis(v, items, axis=1) for k, v in shares.items()}, "model-share"
     if hasattr(model, "attention_weights") and kind in ("auto", "attention"):
         w = model.attention_weights(users, items)
         return {m: w[..., j] for j, m in enumerate(model.modalities_)}, "attention"
-    if kind in ("auto", "score-decomposition"):
-        for method in ("score_parts", "modality_contributions"):
-            if hasattr(model, method):
-                return getattr(model, method)(users, items), "score-decomposition"
+    if kind in ("auto", model.explanation_kind):
+        # the neural network's breakdown still carries its earlier name
+        legacy = getattr(model, "modality_contributions", None)
+        try:
+            return (legacy or model.score_parts)(users, items), model.explanation_kind
+        except NotImplementedError:
+            pass
     raise NotImplementedError(f"model {model.name!r} offers no {kind if kind != 'auto' else ''} explanation")

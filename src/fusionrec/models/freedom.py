@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
-from fusionrec.data.graph import item_item_knn_graph, normalized_adjacency, prune_edges
+from fusionrec.data.graph import item_item_knn_graph, normalised_adjacency, prune_edges
 from fusionrec.errors import ConfigError
 from fusionrec.models._torch import Batch, SparseAdj, TorchFactorModel, batch_l2, bpr_loss, to_numpy
+from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.lightgcn import propagate
 
 
@@ -45,12 +48,14 @@ class FREEDOM(TorchFactorModel):
         Embedding size.
     layers : int
         LightGCN layers on the user–item graph.
-    mm_layers : int
+    item_layers : int
         Convolutions over the item–item content graph.
-    knn_k : int
+    neighbors : int
         Neighbours per item in each modality's graph.
     modality_weights : dict or None
         ``{modality: weight}`` for summing the graphs (normalised); None = equal weights.
+    modalities : list of str or None
+        Modalities to use (``None``: all, any names).
     edge_dropout : float
         Fraction of user–item edges pruned each epoch (degree-sensitive).
     align_weight : float
@@ -77,9 +82,10 @@ class FREEDOM(TorchFactorModel):
         *,
         factors: int = 128,
         layers: int = 2,
-        mm_layers: int = 2,
-        knn_k: int = 10,
+        item_layers: int = 2,
+        neighbors: int = 10,
         modality_weights: dict[str, float] | None = None,
+        modalities: Sequence[str] | str | None = None,
         edge_dropout: float = 0.9,
         align_weight: float = 1e-4,
         reg: float = 1e-3,
@@ -96,8 +102,8 @@ class FREEDOM(TorchFactorModel):
     ) -> None:
         self.factors = factors
         self.layers = layers
-        self.mm_layers = mm_layers
-        self.knn_k = knn_k
+        self.item_layers = item_layers
+        self.neighbors = neighbors
         self.modality_weights = modality_weights
         self.edge_dropout = edge_dropout
         self.align_weight = align_weight
@@ -112,19 +118,20 @@ class FREEDOM(TorchFactorModel):
         self.feature_noise = feature_noise
         self.random_state = random_state
         self.device = device
+        self.modalities = modalities
 
     def _build(self, user_items: sp.csr_matrix, features: Features | None):
         import torch
         from torch import nn
 
         assert features is not None  # requires_features guarantees it
-        names = list(features)
+        names = resolve_modalities(features, self.modalities)
         weights = modality_weight_vector(names, self.modality_weights)
         mm = None
         for name, w in zip(names, weights, strict=True):
             if w == 0:
                 continue
-            g = item_item_knn_graph(features[name], int(self.knn_k), present=features.mask(name))
+            g = item_item_knn_graph(features[name], int(self.neighbors), present=features.mask(name))
             mm = w * g if mm is None else mm + w * g
         n_users, n_items = user_items.shape
         d = int(self.factors)
@@ -138,7 +145,7 @@ class FREEDOM(TorchFactorModel):
             nn.init.xavier_uniform_(lin.weight)
         module.feats = [torch.from_numpy(np.ascontiguousarray(features[n])).to(self._device) for n in names]
         module.mm_adj = SparseAdj(mm, self._device)
-        module.full_adj = SparseAdj(normalized_adjacency(user_items), self._device)
+        module.full_adj = SparseAdj(normalised_adjacency(user_items), self._device)
         module.train_adj = module.full_adj
         self._user_items = user_items
         self._graph_rng = np.random.RandomState(int(self.random_state or 0) + 1)
@@ -147,11 +154,11 @@ class FREEDOM(TorchFactorModel):
     def _on_epoch_start(self, module, epoch: int) -> None:
         if float(self.edge_dropout) > 0:
             pruned = prune_edges(self._user_items, float(self.edge_dropout), self._graph_rng)
-            module.train_adj = SparseAdj(normalized_adjacency(pruned), self._device)
+            module.train_adj = SparseAdj(normalised_adjacency(pruned), self._device)
 
     def _forward(self, module, adj: SparseAdj):
         h = module.item.weight
-        for _ in range(int(self.mm_layers)):
+        for _ in range(int(self.item_layers)):
             h = module.mm_adj @ h
         users, items = propagate(adj, module.user.weight, module.item.weight, int(self.layers))
         return users, items + h

@@ -13,16 +13,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
+from fusionrec.data.graph import knn_cosine
 from fusionrec.errors import ConfigError
 from fusionrec.models.base import Recommender
+from fusionrec.ranking import top_k
 
 log = logging.getLogger("fusionrec")
 
 SIMILARITIES = ("cosine", "bm25")
-# Dense similarity entries computed at once (block rows × n); ~16 MB of float32 per buffer.
-_BLOCK_ENTRIES = 4_000_000
-# Below this many entries (~100 MB) the right-hand factor of the similarity product is made dense.
-_DENSE_RHS_ENTRIES = 25_000_000
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -46,62 +44,6 @@ def bm25_weight(docs: sp.csr_matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr
     docs.data = (tf * (k1 + 1.0) / (tf + row_norm) * idf[docs.indices]).astype(np.float32)
     docs.eliminate_zeros()
     return docs
-
-
-def pruned_cosine(vectors: sp.csr_matrix, neighbors: int, shrink: float = 0.0) -> sp.csr_matrix:
-    """Row-wise top-``neighbors`` cosine similarities between the rows of ``vectors`` (no self-similarity).
-
-    ``shrink`` damps similarities supported by little overlap: ``a·b / (|a||b| + shrink)``. Only positive
-    similarities are kept. Rows are processed in blocks so no dense ``n × n`` matrix is ever built.
-    """
-    vectors = sp.csr_matrix(vectors, dtype=np.float32)
-    n = vectors.shape[0]
-    norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel()).astype(np.float32)
-    k = max(0, min(int(neighbors), n - 1))
-    vt = vectors.T.tocsr()
-    if vt.shape[0] * vt.shape[1] <= _DENSE_RHS_ENTRIES:
-        vt = vt.toarray()  # the block products are nearly dense; sparse × dense is several times faster
-    block = max(1, _BLOCK_ENTRIES // max(n, 1))
-    rows, cols, vals = [], [], []
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        dots = vectors[start:stop] @ vt
-        dots = dots if isinstance(dots, np.ndarray) else dots.toarray()
-        denom = norms[start:stop, None] * norms[None, :] + np.float32(shrink)
-        sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        if k == 0:
-            continue
-        keep = _top_k_mask(sim, k) & (sim > 0)
-        r, c = np.nonzero(keep)
-        rows.append(r + start)
-        cols.append(c)
-        vals.append(sim[r, c])
-    if rows:
-        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-    else:
-        r = c = np.zeros(0, np.int64)
-        v = np.zeros(0, np.float32)
-    out = sp.csr_matrix((v.astype(np.float32), (r, c)), shape=(n, n))
-    out.sort_indices()
-    return out
-
-
-def _top_k_mask(sim: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of each row's ``k`` largest entries; ties at the cut go to the lowest column index."""
-    n = sim.shape[1]
-    if k >= n:
-        return np.ones(sim.shape, bool)
-    kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1 : k]
-    keep = sim > kth
-    at = sim == kth
-    room = k - keep.sum(axis=1)
-    n_at = at.sum(axis=1)
-    whole = n_at <= room  # every tied entry fits (the usual case)
-    keep[whole] |= at[whole]
-    for r in np.flatnonzero(~whole):  # only rows whose ties straddle the cut
-        keep[r, np.flatnonzero(at[r])[: room[r]]] = True
-    return keep
 
 
 def _to_parts(m: sp.csr_matrix, with_data: bool = True) -> tuple[np.ndarray, ...]:
@@ -129,7 +71,9 @@ def _neighbour_similarity(model: ItemKNN | UserKNN, vectors: sp.csr_matrix) -> s
         raise ConfigError(f"neighbors must be a positive integer; got {model.neighbors}")
     if model.similarity == "bm25":
         vectors = bm25_weight(vectors, model.k1, model.b)
-    return pruned_cosine(vectors, int(model.neighbors), float(model.shrink))
+    return knn_cosine(
+        vectors, int(model.neighbors), include_self=False, shrink=float(model.shrink), positive_only=True
+    )
 
 
 class _HistoryMixin:
@@ -296,10 +240,10 @@ class UserKNN(_HistoryMixin, Recommender):
         dots = np.asarray((train @ new.T).todense()).ravel()
         denom = norms * new_norm + float(self.shrink)
         sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-        k = min(int(self.neighbors), len(sims))
-        if k < len(sims):
-            sims[np.argpartition(-sims, k - 1)[k:]] = 0.0
-        sims = np.maximum(sims, 0.0).astype(np.float32)
+        top, _ = top_k(sims[None, :], min(int(self.neighbors), len(sims)))
+        kept = np.zeros_like(sims)
+        kept[top[0]] = sims[top[0]]
+        sims = np.maximum(kept, 0.0).astype(np.float32)
         return np.asarray(hist.T @ sims).ravel().astype(np.float32, copy=False)
 
 

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.strategies import fit_weights, zscore_rows
 from fusionrec.models.base import Recommender
+from fusionrec.models.fusion.scoring import fit_weights, zscore_rows
 
 log = logging.getLogger("fusionrec")
 
@@ -110,7 +110,8 @@ class LateFusion(Recommender):
 
         names = self._model_names()
         sub_params = self._model_params(names)
-        self._metrics()  # a typo fails before any sub-model trains
+        if self.weights is None and valid is not None and valid.nnz:
+            self._metrics()  # a typo fails before any sub-model trains
         subs: list[Recommender] = []
         for j, (n, p) in enumerate(zip(names, sub_params, strict=True)):
             model = create_model(n, p)
@@ -118,7 +119,7 @@ class LateFusion(Recommender):
                 model.random_state = int(self.random_state) + j
             model.show_progress = self.show_progress
             log.info("late-fusion: fitting %s %s", n, p)
-            model.fit(user_items, features, valid=valid)
+            model.fit(user_items, features, valid=valid, validate=getattr(self, "_validator", None))
             subs.append(model)
         self._subs = subs
         self.sub_names_ = names
@@ -146,19 +147,15 @@ class LateFusion(Recommender):
         )
 
     def _metrics(self) -> list[str]:
-        from fusionrec.evaluation.metrics import parse_metric
-
         names = [self.metric] if isinstance(self.metric, str) else list(self.metric)
         names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
-        for n in names:
-            parse_metric(n)  # fail early on a typo
+        self._validator_for("fitting the fusion weights").check(names)  # fail early on a typo
         if not names:
             raise ConfigError("late-fusion needs a validation metric, e.g. metric=recall@20")
         return names
 
     def _fit_weights(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> tuple[np.ndarray, float]:
-        from fusionrec.evaluation import evaluate_scores
-
+        validate = self._validator_for("fitting the fusion weights")
         metrics = self._metrics()
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         blocks = [zscore_rows(m.score(users)) for m in self._subs]
@@ -166,10 +163,8 @@ class LateFusion(Recommender):
         row[users] = np.arange(len(users))
 
         def objective(fused: np.ndarray) -> float:
-            res = evaluate_scores(
-                lambda u: fused[row[u]], valid, train, metrics=metrics, batch_size=len(users)
-            )
-            return float(np.mean([res.metrics[m] for m in metrics]))
+            res = validate(lambda u: fused[row[u]], valid, train, metrics, batch_size=len(users))
+            return float(np.mean([res[m] for m in metrics]))
 
         solo = [objective(b) for b in blocks]
         log.info(
@@ -190,12 +185,15 @@ class LateFusion(Recommender):
                 out += w * zscore_rows(m.score(users))
         return out
 
-    def model_scores(self, users: np.ndarray) -> dict[str, np.ndarray]:
-        """Weighted, z-normalised score of each sub-model (they sum to ``score``): per-model shares."""
+    explanation_kind = "model-share"
+
+    def score_parts(self, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Weighted, z-normalised score of each sub-model for ``items`` (they sum to ``score``)."""
         self.check_fitted()
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        items = np.asarray(items, dtype=np.int64).reshape(len(users), -1)
         return {
-            self._label(j): w * zscore_rows(m.score(users))
+            self._label(j): np.take_along_axis(w * zscore_rows(m.score(users)), items, axis=1)
             for j, (w, m) in enumerate(zip(self.weights_, self._subs, strict=True))
         }
 

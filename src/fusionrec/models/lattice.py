@@ -10,14 +10,14 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import item_item_knn_graph
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.content import ContentMixin, principal_basis
+from fusionrec.models.fusion.content import ContentMixin, principal_basis
 from fusionrec.models.lightgcn import LightGCN, propagate
 
 
 class LATTICE(ContentMixin, LightGCN):
     """Latent item–item graphs mined from each modality, convolved over item embeddings, added to LightGCN.
 
-    For every modality ``m`` a sparse top-``knn_k`` cosine graph ``S_m`` of the (normalised) features is built
+    For every modality ``m`` a sparse top-``neighbors`` cosine graph ``S_m`` of the (normalised) features is built
     once. Its edges are re-weighted by a learnt projection: ``Ã_m[i, j] = relu(cos(W_m f_i, W_m f_j))`` on the
     same edges, symmetric-normalised, and mixed ``A_m = λ S_m + (1 − λ) Ã_m``; modalities are combined with
     learnt softmax weights. The item–item graph convolves the item ID embeddings (``item_layers`` hops) and
@@ -34,9 +34,9 @@ class LATTICE(ContentMixin, LightGCN):
         LightGCN layers over the user–item graph.
     item_layers : int
         Convolutions over the learnt item–item graph.
-    knn_k : int
+    neighbors : int
         Neighbours per item in each modality graph.
-    lambda_coeff : float
+    fixed_graph_weight : float
         Weight of the fixed kNN graph against the learnt re-weighting (``λ``).
     proj_dim : int or None
         Size of the learnt projection ``W_m`` (``None``: ``factors``).
@@ -66,8 +66,8 @@ class LATTICE(ContentMixin, LightGCN):
         factors: int = 64,
         layers: int = 2,
         item_layers: int = 1,
-        knn_k: int = 10,
-        lambda_coeff: float = 0.9,
+        neighbors: int = 10,
+        fixed_graph_weight: float = 0.9,
         proj_dim: int | None = None,
         modalities: Sequence[str] | None = None,
         feature_norm: str = "l2",
@@ -96,8 +96,8 @@ class LATTICE(ContentMixin, LightGCN):
             device=device,
         )
         self.item_layers = item_layers
-        self.knn_k = knn_k
-        self.lambda_coeff = lambda_coeff
+        self.neighbors = neighbors
+        self.fixed_graph_weight = fixed_graph_weight
         self.proj_dim = proj_dim
         self.modalities = modalities
         self.feature_norm = feature_norm
@@ -107,10 +107,10 @@ class LATTICE(ContentMixin, LightGCN):
         import torch
         from torch import nn
 
-        if not 0.0 <= float(self.lambda_coeff) <= 1.0:
-            raise ConfigError(f"lattice: lambda_coeff must be in [0, 1]; got {self.lambda_coeff}")
-        if int(self.knn_k) < 1 or int(self.item_layers) < 0:
-            raise ConfigError("lattice: knn_k must be >= 1 and item_layers >= 0")
+        if not 0.0 <= float(self.fixed_graph_weight) <= 1.0:
+            raise ConfigError(f"lattice: fixed_graph_weight must be in [0, 1]; got {self.fixed_graph_weight}")
+        if int(self.neighbors) < 1 or int(self.item_layers) < 0:
+            raise ConfigError("lattice: neighbors must be >= 1 and item_layers >= 0")
         module = super()._build(user_items, features)
         n_items = user_items.shape[1]
         feats = self._prepare_features(features, n_items)
@@ -118,7 +118,7 @@ class LATTICE(ContentMixin, LightGCN):
         module.proj = nn.ModuleList()
         module.edges = []
         for j, (name, f) in enumerate(zip(self.modalities_, feats, strict=True)):
-            fixed = item_item_knn_graph(f, int(self.knn_k), weighted=True, present=features.mask(name))
+            fixed = item_item_knn_graph(f, int(self.neighbors), weighted=True, present=features.mask(name))
             fixed.sort_indices()  # edge values below follow EdgeList's (row, col) order
             basis = principal_basis(f, self.feature_dim)
             x = f if basis is None else f @ basis
@@ -137,7 +137,7 @@ class LATTICE(ContentMixin, LightGCN):
         import torch.nn.functional as F
 
         h = module.item.weight
-        lam = float(self.lambda_coeff)
+        lam = float(self.fixed_graph_weight)
         weights = torch.softmax(module.modality_logits, dim=0)
         vals = []
         for j, (proj, edges) in enumerate(zip(module.proj, module.edges, strict=True)):

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
-from fusionrec.data.graph import normalized_adjacency
+from fusionrec.data.graph import normalised_adjacency
 from fusionrec.models._torch import Batch, SparseAdj, TorchFactorModel, batch_l2, bpr_loss, to_numpy
 
 
@@ -95,7 +95,7 @@ class LightGCN(TorchFactorModel):
         module.item = nn.Embedding(n_items, int(self.factors))
         nn.init.xavier_uniform_(module.user.weight)
         nn.init.xavier_uniform_(module.item.weight)
-        module.adj = SparseAdj(normalized_adjacency(user_items), self._device)
+        module.adj = SparseAdj(normalised_adjacency(user_items), self._device)
         return module
 
     def _propagate(self, module):

@@ -12,9 +12,9 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.content import ContentMixin, principal_basis
-from fusionrec.fusion.strategies import FUSIONS, masked_softmax_np
 from fusionrec.models._torch import Batch, TorchRecommender, batch_l2, bpr_loss, to_numpy
+from fusionrec.models.fusion.content import ContentMixin, principal_basis
+from fusionrec.models.fusion.scoring import FUSIONS, masked_softmax_np
 
 log = logging.getLogger("fusionrec")
 
@@ -181,7 +181,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         import torch
         from torch import nn
 
-        from fusionrec.fusion.operators import ModalityAttention, WeightedSum
+        from fusionrec.models.fusion.operators import ModalityAttention, WeightedSum
 
         self._check_params()
         n_users, n_items = user_items.shape
@@ -281,7 +281,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         """Scores ``(B, K)`` of ``items`` ``(B, K)`` for ``users`` ``(B,)``, and embeddings to regularise."""
         import torch
 
-        from fusionrec.fusion.operators import masked_softmax
+        from fusionrec.models.fusion.operators import masked_softmax
 
         b, k = items.shape
         p = module.user(users)
@@ -342,7 +342,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
     def _export_state(self, module) -> dict[str, np.ndarray]:
         import torch
 
-        from fusionrec.fusion.operators import masked_softmax
+        from fusionrec.models.fusion.operators import masked_softmax
 
         n_items = module.item.num_embeddings
         enc = self._encode(module, torch.arange(n_items, device=module.item.weight.device))
@@ -552,10 +552,10 @@ class NeuralFusion(ContentMixin, TorchRecommender):
 
     # ------------------------------------------------------------------ validation for ratings
     def _validate(
-        self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str
+        self, state: dict[str, np.ndarray], train: sp.csr_matrix, valid: sp.csr_matrix, metric: str, **kw: Any
     ) -> float:
         if self.objective != "mse":
-            return super()._validate(state, train, valid, metric)
+            return super()._validate(state, train, valid, metric, **kw)
         saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
         had_fitted = getattr(self, "fitted_", False)
         for k, v in state.items():

@@ -9,8 +9,8 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.content import ContentMixin, principal_basis
 from fusionrec.models._torch import Batch, TorchFactorModel, batch_l2, bpr_loss, to_numpy
+from fusionrec.models.fusion.content import ContentMixin, principal_basis
 
 USER_CONTENT = ("shared", "per-modality")
 

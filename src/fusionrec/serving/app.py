@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fusionrec import __version__
+from fusionrec import __version__, recommend
 from fusionrec.errors import (
     ConfigError,
     DataError,
@@ -42,7 +42,7 @@ from fusionrec.errors import (
     UnknownItemError,
     UnknownUserError,
 )
-from fusionrec.serving import schemas
+from fusionrec.serving import catalog, schemas
 from fusionrec.serving.auth import ApiKeyAuth, ApiKeys
 from fusionrec.serving.state import (
     ConflictError,
@@ -52,6 +52,7 @@ from fusionrec.serving.state import (
     UnsupportedError,
     UnsupportedMediaError,
 )
+from fusionrec.serving.web import web_router
 
 log = logging.getLogger("fusionrec")
 
@@ -117,6 +118,7 @@ def create_app(
         app.add_middleware(ApiKeyAuth, keys=keys, is_write=is_mutating)
     app.state.api_keys = keys
 
+    app.include_router(web_router(state))  # the page at / and its helper endpoints
     for exc_type, status in _STATUS:
         app.add_exception_handler(exc_type, _handler(status))
     app.add_exception_handler(OSError, _os_error)
@@ -178,8 +180,9 @@ def create_app(
         tags=["recommendations"],
     )
     async def fold_in_recommendations(body: schemas.FoldInRequest) -> JSONResponse:
-        items = [str(i) for i in body.items]
-        snap, ranked = state.recommend_items(items, body.k, exclude_seen=body.exclude_seen)
+        snap = state.current()
+        items = recommend.item_indices(snap.view, [str(i) for i in body.items])
+        ranked = recommend.rank_fold_in(snap.view, items, body.k, exclude_seen=body.exclude_seen)
         return JSONResponse(_recs(snap, ranked, body.k, None, None))
 
     @app.get(
@@ -189,7 +192,7 @@ def create_app(
         tags=["items"],
     )
     async def item(item_id: str) -> JSONResponse:
-        return JSONResponse(state.item_info(item_id))
+        return JSONResponse(recommend.item_info(state.current().view, item_id))
 
     @app.get(
         "/items/{item_id}/similar",
@@ -208,7 +211,8 @@ def create_app(
             str, Query(max_length=100, description="a modality of this artifact, or 'all'")
         ] = "all",
     ) -> JSONResponse:
-        snap, ranked = state.similar_items(item_id, k, modality)
+        snap = state.current()
+        ranked = recommend.rank_similar(snap.view, recommend.item_index(snap.view, item_id), k, modality)
         body = {
             "item_id": item_id,
             "modality": modality,
@@ -261,7 +265,7 @@ def create_app(
         if data is not None and not data:
             data = None
         # feature extraction (CNN / sentence model) is slow: keep it off the event loop
-        out = await run_in_threadpool(state.add_item, item_id, title=title, text=text, image=data)
+        out = await run_in_threadpool(catalog.add_item, state, item_id, title=title, text=text, image=data)
         return JSONResponse(out, status_code=201)
 
     @app.delete(
@@ -278,7 +282,7 @@ def create_app(
         tags=["users"],
     )
     async def forget(user_id: str) -> JSONResponse:
-        return JSONResponse(await run_in_threadpool(state.forget_user, user_id))
+        return JSONResponse(await run_in_threadpool(catalog.forget_user, state, user_id))
 
     _customise_openapi(app, keys, sorted(state.current().unit_features))
     return app
@@ -334,10 +338,50 @@ def _customise_openapi(app: FastAPI, keys: ApiKeys, modalities: list[str]) -> No
                 for param in op.get("parameters", []):
                     if path == "/items/{item_id}/similar" and param.get("name") == "modality":
                         param["schema"]["enum"] = ["all", *modalities]
+                responses = op.setdefault("responses", {})
+                if path not in ("/healthz", "/version"):  # unknown ids
+                    responses.setdefault(
+                        "404",
+                        {
+                            "description": "an id the model does not know",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                            },
+                        },
+                    )
+                for code, body in (
+                    ("400", "ErrorBody"),
+                    ("422", "ValidationErrorBody"),
+                    ("503", "ErrorBody"),
+                ):
+                    # routes mounted from other modules (the web page's) answer these too
+                    responses.setdefault(
+                        code,
+                        {
+                            "description": {"400": "malformed request", "422": "invalid parameters"}.get(
+                                code, "the artifact cannot be read or written right now"
+                            ),
+                            "content": {
+                                "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}
+                            },
+                        },
+                    )
                 guarded = keys.enabled and path != "/healthz"
                 guarded = guarded and (is_mutating(method.upper(), path) or keys.reads_need_key)
                 if guarded:
                     op["security"] = [{"apiKey": []}]
+                    for code in ("401", "403"):
+                        responses.setdefault(
+                            code,
+                            {
+                                "description": "no valid API key"
+                                if code == "401"
+                                else "a read key on a write route",
+                                "content": {
+                                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                                },
+                            },
+                        )
                 else:
                     op.get("responses", {}).pop("401", None)
                     op.get("responses", {}).pop("403", None)
@@ -396,8 +440,11 @@ def single_threaded_numerics() -> None:
 def _user_recommendations(
     state: ServingState, user_id: str, k: int, exclude_seen: bool, explain: bool
 ) -> JSONResponse:
-    snap, ranked = state.recommend_user(user_id, k, exclude_seen=exclude_seen)
-    explanations = state.explain(snap, ranked) if explain else None
+    snap = state.current()
+    ranked = recommend.rank_user(
+        snap.view, recommend.user_index(snap.view, user_id), k, exclude_seen=exclude_seen
+    )
+    explanations = recommend.explain(snap.view, ranked) if explain else None
     return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
 
 

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from fusionrec.errors import ConfigError
+from fusionrec.ranking import top_k_items
 
 log = logging.getLogger("fusionrec")
 
@@ -38,11 +39,7 @@ class ExactIndex:
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` item indices and scores for one query vector, best first."""
-        scores = self.vectors @ np.asarray(query, dtype=np.float32)
-        k = min(k, len(scores))
-        idx = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        order = np.argsort(-scores[idx], kind="stable")
-        return idx[order].astype(np.int64), scores[idx[order]]
+        return top_k_items(self.vectors @ np.asarray(query, dtype=np.float32), k)
 
 
 class HNSWIndex:

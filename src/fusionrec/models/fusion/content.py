@@ -12,7 +12,20 @@ import numpy as np
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.strategies import NORMALISATIONS, resolve_modalities
+
+NORMALISATIONS = ("l2", "standard", "none")
+
+
+def resolve_modalities(features: Features | None, modalities: Sequence[str] | str | None) -> list[str]:
+    """The modalities a model uses: all of ``features`` (``None``/``"all"``) or the named ones, checked."""
+    have = list(features) if features is not None else []
+    if modalities is None or modalities == "all":
+        return have
+    names = [modalities] if isinstance(modalities, str) else list(modalities)
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ConfigError(f"modalities {missing} are not in the data; it has {have or 'none'}")
+    return names
 
 
 class ContentMixin:

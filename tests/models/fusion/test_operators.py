@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fusionrec.errors import ConfigError
-from fusionrec.fusion.operators import Concat, ModalityAttention, Projections, WeightedSum, masked_softmax
+from fusionrec.models.fusion.operators import ModalityAttention, WeightedSum, masked_softmax
 
 NAMES = ("image", "text", "audio")
 
@@ -14,15 +14,6 @@ NAMES = ("image", "text", "audio")
 def _inputs(b: int = 5, d: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {n: torch.randn(b, d, generator=g) for n in NAMES}
-
-
-def test_concat_orders_by_names_and_zeroes_absent():
-    xs = _inputs()
-    out = Concat(("text", "image"))(xs)
-    assert torch.equal(out, torch.cat([xs["text"], xs["image"]], dim=1))
-    mask = torch.tensor([[True, False]] * 5)
-    out = Concat(("text", "image"))(xs, mask)
-    assert torch.equal(out[:, 4:], torch.zeros(5, 4))
 
 
 def test_weighted_sum_fixed_weights_are_normalised():
@@ -97,17 +88,11 @@ def test_attention_can_learn_a_user_dependent_choice():
     assert alpha[group == 1, 1].mean() > 0.8
 
 
-def test_projections_map_different_sizes_to_one():
-    proj = Projections({"a.b": 3, "c": 7}, 5)
-    out = proj({"a.b": torch.randn(2, 3), "c": torch.randn(2, 7)})
-    assert out["a.b"].shape == (2, 5) and out["c"].shape == (2, 5)
-
-
 def test_errors_say_what_is_wrong():
     with pytest.raises(ConfigError, match="at least one"):
         WeightedSum(())
     with pytest.raises(ConfigError, match="duplicate"):
-        Concat(("a", "a"))
+        WeightedSum(("a", "a"))
     with pytest.raises(ConfigError, match="lacks modality"):
         WeightedSum(("a", "b"))({"a": torch.zeros(1, 2)})
     with pytest.raises(ConfigError, match="one size"):

@@ -2,7 +2,7 @@
 
 Every operator takes a mapping ``{modality: (batch, d_m) tensor}`` (ordered as the operator's ``names``) and
 an optional presence mask ``(batch, n_modalities)`` (False = the modality is missing or dropped for that row).
-``Concat`` returns the fused tensor; ``WeightedSum`` and ``ModalityAttention`` return ``(fused, alpha)`` where
+``WeightedSum`` and ``ModalityAttention`` return ``(fused, alpha)`` where
 ``alpha`` ``(batch, n_modalities)`` is the weight each modality received, kept for explanations.
 """
 
@@ -15,7 +15,7 @@ from torch import nn
 
 from fusionrec.errors import ConfigError
 
-__all__ = ["Concat", "ModalityAttention", "Projections", "WeightedSum", "masked_softmax", "stack_modalities"]
+__all__ = ["ModalityAttention", "WeightedSum", "masked_softmax", "stack_modalities"]
 
 
 def stack_modalities(xs: Mapping[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:
@@ -38,42 +38,6 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int = -
     any_present = mask.any(dim=dim, keepdim=True)
     logits = torch.where(any_present, logits, torch.zeros_like(logits))
     return torch.softmax(logits, dim=dim) * any_present
-
-
-class Projections(nn.Module):
-    """One linear map ``E_m: d_m → dim`` per modality (the per-modality projections of VBPR and the
-    attention network), so that modalities of different sizes can be fused."""
-
-    def __init__(self, dims: Mapping[str, int], dim: int, *, bias: bool = False):
-        super().__init__()
-        self.names = tuple(dims)
-        self.dim = dim
-        self.maps = nn.ModuleDict({_key(n): nn.Linear(int(d), dim, bias=bias) for n, d in dims.items()})
-
-    def forward(self, xs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {n: self.maps[_key(n)](xs[n]) for n in self.names}
-
-    def linear(self, name: str) -> nn.Linear:
-        """The map ``E_m`` of modality ``name`` (its ``weight`` is ``(dim, d_m)``)."""
-        return self.maps[_key(name)]
-
-
-class Concat(nn.Module):
-    """Early fusion by concatenation along the feature axis; absent modalities are zeroed."""
-
-    def __init__(self, names: Sequence[str]):
-        super().__init__()
-        _check_names(names)
-        self.names = tuple(names)
-
-    def forward(self, xs: Mapping[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
-        parts = []
-        for m, n in enumerate(self.names):
-            x = xs[n]
-            if mask is not None:
-                x = x * mask[:, m : m + 1].to(x.dtype)
-            parts.append(x)
-        return torch.cat(parts, dim=-1)
 
 
 class WeightedSum(nn.Module):
@@ -212,8 +176,3 @@ def _check_names(names: Sequence[str]) -> None:
         raise ConfigError("a fusion operator needs at least one modality")
     if len(set(names)) != len(names):
         raise ConfigError(f"duplicate modality names: {list(names)}")
-
-
-def _key(name: str) -> str:
-    # ModuleDict keys may not contain '.'; modality names are free text
-    return "m_" + name.replace(".", "_")
