@@ -17,7 +17,7 @@ DIM = 64
 QUERIES = 300
 
 _WORKER = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from fusionrec.serving.index import ExactIndex, build_index
 
@@ -27,12 +27,15 @@ centres = rng.standard_normal((256, d)).astype(np.float32)
 def draw(m):
     v = centres[rng.integers(0, 256, m)] + 0.7 * rng.standard_normal((m, d), dtype=np.float32)
     return v * rng.lognormal(0.0, 0.5, (m, 1)).astype(np.float32)
+def rss_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 items, queries = draw(n), draw(nq)
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss0 = rss_kib()
 t0 = time.perf_counter()
 index = build_index(items, "hnsw")
 build = time.perf_counter() - t0
-rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss1 = rss_kib()
 exact = ExactIndex(items)
 lat, hits = [], 0
 for q in queries:

@@ -15,3 +15,15 @@ def checkerboard(n_users: int = 40, n_items: int = 30, seed: int = 0) -> sp.csr_
         rows += [u] * len(chosen)
         cols += list(chosen)
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+
+
+def planted_ratings_csv(path, n_users=60, n_items=40, seed=0):
+    """A generic interactions table of ratings 1-5 from two taste groups (user and item parity)."""
+    rng = np.random.RandomState(seed)
+    lines = ["user_id,item_id,rating"]
+    for u in range(n_users):
+        for i in rng.choice(n_items, 20, replace=False):
+            base = 4.5 if u % 2 == i % 2 else 1.5
+            lines.append(f"u{u},m{i},{min(5.0, max(1.0, round(base + rng.normal(0, 0.5))))}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

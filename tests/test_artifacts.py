@@ -65,3 +65,29 @@ def test_pickled_arrays_are_refused(tmp_path):
     (tmp_path / "m" / "train.npz.npy").rename(tmp_path / "m" / "train.npz")
     with pytest.raises(ValueError):
         load_artifact(tmp_path / "m")
+
+
+def test_rating_values_survive_the_round_trip(tmp_path):
+    # the rating task's train matrix holds ratings; they used to come back as 1.0 from train.npz
+    from fusionrec.models.biased_mf import BiasedMF
+
+    train = sp.csr_matrix(np.array([[4.5, 0, 1.0], [0, 3.0, 2.0]], np.float32))
+    model = BiasedMF(factors=2, epochs=3)
+    model.show_progress = False
+    art = Artifact(
+        model=model.fit(train), user_ids=IdMap(["a", "b"]), item_ids=IdMap(["x", "y", "z"]), train=train
+    )
+    save_artifact(art, tmp_path / "m")
+    back = load_artifact(tmp_path / "m")
+    assert (back.train != train).nnz == 0 and back.train.data.tolist() == train.data.tolist()
+    np.testing.assert_array_equal(back.model.predict([0, 1], [2, 0]), model.predict([0, 1], [2, 0]))
+
+
+def test_artifact_without_train_values_loads_as_implicit(tmp_path):
+    # artifacts written before train.npz carried values: every training cell reads as 1.0
+    art = _art()
+    save_artifact(art, tmp_path / "m")
+    with np.load(tmp_path / "m" / "train.npz") as z:
+        parts = {k: z[k] for k in z.files if k != "data"}
+    np.savez(tmp_path / "m" / "train.npz", **parts)
+    assert load_artifact(tmp_path / "m").train.data.tolist() == [1.0, 1.0, 1.0]

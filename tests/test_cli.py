@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from _support import planted_ratings_csv
 
 
 def fusionrec(*args, check=True):
@@ -108,3 +109,48 @@ def test_unknown_user_says_what_to_do(tmp_path, benchmark_dir):
     fusionrec("fit", "--data", benchmark_dir, "--model", "most-popular", "--out", art, "--quiet", "--no-eval")
     proc = fusionrec("recommend", art, "--user", "nobody", check=False)
     assert proc.returncode == 2 and "--items" in proc.stderr
+
+
+def test_rating_task_fit_evaluate_recommend(tmp_path):
+    data = planted_ratings_csv(tmp_path / "ratings.csv")
+    art = tmp_path / "mf"
+    common = ["--data", data, "--seed", "3"]
+    fit = json.loads(
+        fusionrec(
+            "fit",
+            *common,
+            "--model",
+            "biased-mf",
+            "--param",
+            "factors=4",
+            "--param",
+            "learning_rate=0.02",
+            "--param",
+            "batch_size=32",
+            "--param",
+            "epochs=100",
+            "--out",
+            art,
+            "--json",
+            "--quiet",
+        ).stdout
+    )
+    assert fit["task"] == "rating"  # the model's own task, without --task
+    # the two taste groups are learnable: well below the spread of the ratings (about 1.5)
+    assert 0 < fit["test"]["mae"] <= fit["test"]["rmse"] < 1.0 and "recall@20" in fit["test"]
+    ev = json.loads(
+        fusionrec("evaluate", art, *common, "--task", "rating", "--by-activity", "--json", "--quiet").stdout
+    )
+    assert ev["rmse"] == pytest.approx(fit["test"]["rmse"]) and ev["ratings"] == fit["split"]["test"]
+    assert set(ev["rating_by_activity"]) == {"users", "items"}
+    text = fusionrec("evaluate", art, *common, "--by-activity", "--quiet").stdout
+    assert "rmse" in text and "by item activity" in text
+    rec = json.loads(fusionrec("recommend", art, "--user", "u0", "-k", "3", "--explain", "--json").stdout)
+    first = rec["recommendations"][0]
+    assert 1.0 <= first["predicted_rating"] <= 5.0
+    assert set(first["explanation"]["parts"]) >= {"user_bias", "item_bias"}
+    assert "predicted rating" in fusionrec("recommend", art, "--user", "u0", "-k", "2", "--explain").stdout
+    bad = fusionrec(
+        "fit", *common, "--model", "most-popular", "--task", "rating", "--out", tmp_path / "x", check=False
+    )
+    assert bad.returncode == 2 and "does not predict ratings" in bad.stderr

@@ -18,6 +18,8 @@ LAYERS = {
     "files": 0,  # bounded reads of regular files
     "params": 0,  # parameter types from signatures
     "ranking": 0,
+    "measures": 0,  # RMSE / MAE, pure
+    "distributed": 0,  # torch.distributed process group helpers, used by the trainer and the commands
     "data": 1,
     "features": 2,
     "models": 3,
@@ -25,9 +27,15 @@ LAYERS = {
     "evaluation": 4,
     "pipeline": 5,
     "recommend": 5,
+    "experiment": 6,  # runs commands: load options, grids
+    "report": 5,
+    "tuning": 5,
+    "api": 5,  # the Python facade, beside the query core it calls
+    "tracking": 5,
     "serving": 6,
     "commands": 6,
     "cli": 6,
+    "__main__": 6,
 }
 
 
@@ -99,13 +107,17 @@ def test_every_package_has_a_layer():
     assert not unknown, f"give {unknown} a layer in LAYERS"
 
 
+# the package root hands out the facade on first use (``fusionrec.Recommender``): the one arrow allowed up
+ENTRY_POINTS = {("fusionrec", "fusionrec.api")}
+
+
 def test_no_import_runs_up_the_layers():
     _, edges, _ = graph()
     upward = sorted(
         f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
         for a, targets in edges.items()
         for b in targets
-        if layer(b) > layer(a) and b != "fusionrec"
+        if layer(b) > layer(a) and b != "fusionrec" and (a, b) not in ENTRY_POINTS
     )
     assert not upward, "\n".join(upward)
 

@@ -143,3 +143,37 @@ def test_tune_rejects_a_key_given_twice(small_csv, capsys):
         ]
     )
     assert code == 2 and "keep one" in capsys.readouterr().err
+
+
+def test_tune_selects_a_rating_model_on_valid_rmse(tmp_path, capsys):
+    from _support import planted_ratings_csv
+
+    from fusionrec.evaluation import evaluate_ratings
+
+    data = planted_ratings_csv(tmp_path / "ratings.csv")
+    fixed = ["--param", "factors=4", "--param", "batch_size=32", "--param", "learning_rate=0.02"]
+    res = tune_json(
+        capsys,
+        "--data",
+        data,
+        "--seed",
+        "3",
+        "--model",
+        "biased-mf",
+        *fixed,
+        "--grid",
+        "epochs=1,60",
+        "--out",
+        tmp_path / "best",
+    )
+    assert res["metric"] == "rmse"  # a rating model's default
+    valid = [row["valid rmse"] for row in res["grid"]]
+    assert res["chosen"]["epochs"] == 60 and valid[1] < valid[0] and res["valid"]["rmse"] == min(valid)
+    # tested once, on test: the stored artifact reproduces it
+    art = load_artifact(tmp_path / "best")
+    ds = load_dataset(data)
+    split = split_dataset(ds, seed=3, task="rating")
+    again = evaluate_ratings(art.model, split.test, train=split.train).metrics["rmse"]
+    assert res["test"]["rmse"] == pytest.approx(again, rel=1e-5)
+    assert main(["tune", "--data", str(data), "--model", "biased-mf", "--metric", "ndcg@10", "--quiet"]) == 2
+    assert "predicts ratings" in capsys.readouterr().err

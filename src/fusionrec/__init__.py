@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from typing import Any
+
+__all__ = ["Recommender", "__version__"]
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    if name == "Recommender":  # the Python facade, imported on first use (it pulls numpy and pandas)
+        from fusionrec.api import Recommender
+
+        return Recommender
     # read on first use: importlib.metadata costs a large part of `fusionrec --help`'s start-up otherwise
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

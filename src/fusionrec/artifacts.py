@@ -5,7 +5,8 @@ An artifact is a directory:
 - ``model.json``: model name, hyperparameters, learned scalars, package version, data fingerprint;
 - ``arrays.safetensors``: every learned array;
 - ``idmaps.json``: raw user and item ids in index order;
-- ``train.npz``: the training interactions (CSR parts) used to exclude seen items;
+- ``train.npz``: the training interactions (CSR parts, with rating values on the rating task) used to
+  exclude seen items;
 - optional ``features.safetensors`` + ``extra.json`` (item features for cold start / similar items, titles);
 - optional ``extra_arrays.safetensors``: arrays owned by other layers (serving's added items, cold-start map).
 
@@ -113,7 +114,13 @@ def _write_files(art: Artifact, tmp: Path) -> None:
         tmp / "idmaps.json", json.dumps({"users": art.user_ids.to_list(), "items": art.item_ids.to_list()})
     )
     train = sp.csr_matrix(art.train)
-    np.savez(tmp / "train.npz", indptr=train.indptr, indices=train.indices, shape=np.asarray(train.shape))
+    np.savez(
+        tmp / "train.npz",
+        indptr=train.indptr,
+        indices=train.indices,
+        data=train.data.astype(np.float32),  # rating values on the rating task, 1.0 otherwise
+        shape=np.asarray(train.shape),
+    )
     if art.features is not None and len(art.features):
         feats = {name: np.ascontiguousarray(art.features[name]) for name in art.features}
         feats.update({f"{name}__mask": art.features.mask(name).astype(np.uint8) for name in art.features})
@@ -431,6 +438,7 @@ def _train(path: Path, n_users: int, n_items: int) -> sp.csr_matrix:
         check_regular(path)
         with np.load(path, allow_pickle=False) as z:
             indptr, indices, shape = z["indptr"], z["indices"], z["shape"]
+            data = z["data"] if "data" in z.files else np.ones(len(indices), np.float32)
     except FileNotFoundError:
         raise DataError(f"{path}: missing; the artifact is incomplete, refit it") from None
     except (KeyError, ValueError, OSError, EOFError) as e:
@@ -450,7 +458,11 @@ def _train(path: Path, n_users: int, n_items: int) -> sp.csr_matrix:
         raise DataError(f"{path}: indptr is not a valid row index for {rows} rows and {len(indices)} entries")
     if len(indices) and (indices.min() < 0 or indices.max() >= cols):
         raise DataError(f"{path}: an item index is out of range 0..{cols - 1}")
-    return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(rows, cols))
+    if data.shape != indices.shape or data.dtype.kind not in "fiu" or not np.isfinite(data).all():
+        raise DataError(
+            f"{path}: holds {data.shape} values for {indices.shape} entries (or non-finite ones); refit"
+        )
+    return sp.csr_matrix((data.astype(np.float32), indices, indptr), shape=(rows, cols))
 
 
 def forget_user(art: Artifact, raw_user_id: object) -> Artifact:

@@ -63,6 +63,8 @@ DATA_KEYS = {
     "rating_col",
     "time_col",
     "items",
+    "image_dir",
+    "sep",
     "features",
 }
 SPLIT_KEYS = {"method", "cold_fraction"}
@@ -391,6 +393,8 @@ def _data_namespace(data: dict[str, Any]) -> SimpleNamespace:
         rating_col=data.get("rating_col", "rating"),
         time_col=data.get("time_col", "timestamp"),
         items=data.get("items"),
+        image_dir=data.get("image_dir"),
+        sep=data.get("sep"),
         features=data.get("features") or [],
     )
 

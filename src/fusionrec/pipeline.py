@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from fusionrec.artifacts import TRAIN_TIMES, Artifact
 from fusionrec.data.dataset import Dataset, Split
+from fusionrec.errors import ConfigError
 from fusionrec.evaluation import VALIDATOR
 from fusionrec.evaluation.evaluator import sample_users_of
 from fusionrec.models.base import Recommender
@@ -54,6 +55,22 @@ def check_metric_params(model: Recommender) -> None:
 MAX_VALID_USERS = 20_000
 
 
+def resolve_task(model: Recommender, task: str | None = None) -> str:
+    """The task to fit ``model`` for: ``task`` when given (it must be the model's), else the model's own."""
+    own = str(model.task)
+    if task is None or task == own:
+        return own
+    if own == "rating":
+        raise ConfigError(
+            f"model {model.name!r} predicts ratings; fit it with --task rating (or pick a ranking model)"
+        )
+    hint = " (neural does with --param objective=mse)" if model.name == "neural" else ""
+    raise ConfigError(
+        f"model {model.name!r} ranks items and does not predict ratings{hint}; for --task rating choose "
+        "biased-mf or neural with objective=mse"
+    )
+
+
 def fit_artifact(
     ds: Dataset, split: Split, model: Recommender, *, split_name: str | None = None, seed: int | None = None
 ) -> tuple[Artifact, float]:
@@ -65,12 +82,27 @@ def fit_artifact(
     t0 = time.perf_counter()
     model.fit(split.train, features, valid=valid, validate=VALIDATOR if valid is not None else None)
     seconds = time.perf_counter() - t0
+    return make_artifact(ds, split, model, seconds=seconds, split_name=split_name, seed=seed), seconds
+
+
+def make_artifact(
+    ds: Dataset,
+    split: Split,
+    model: Recommender,
+    *,
+    seconds: float,
+    split_name: str | None = None,
+    seed: int | None = None,
+) -> Artifact:
+    """The artifact of ``model``, already fitted on ``split.train`` of ``ds`` in ``seconds``."""
+    features = ds.features if len(ds.features) else None
     info: dict[str, Any] = {
         "data_fingerprint": ds.fingerprint(),
         "data_name": ds.name,
         "split": split_name or split.name,
         "seed": seed,
         "fit_seconds": round(seconds, 3),
+        "task": split.task,
     }
     if features is not None and features.extractors:
         info["feature_extractors"] = features.extractors
@@ -95,7 +127,7 @@ def fit_artifact(
         art.extra_arrays.update({f"extractor/{k}": v for k, v in features.extractor_state.items()})
     if ds.timestamps is not None:
         art.extra_arrays[TRAIN_TIMES] = interaction_times(ds, train)
-    return art, seconds
+    return art
 
 
 def interaction_times(ds: Dataset, matrix: sp.csr_matrix) -> np.ndarray:

@@ -138,7 +138,8 @@ class ArtifactView:
             pad = sp.csr_matrix((seen.shape[0], n_items - seen.shape[1]), dtype=np.float32)
             seen = sp.hstack([seen, pad], format="csr")
         seen.sort_indices()
-        popularity = np.asarray(seen.sum(axis=0)).ravel().astype(np.float32)
+        # interactions per item (a rating artifact's train matrix holds rating values, not 1.0)
+        popularity = np.bincount(seen.indices, minlength=seen.shape[1]).astype(np.float32)
         unit: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
         if art.features is not None:
@@ -358,7 +359,19 @@ def recommend_for_user(
     """Top ``k`` rows for a known raw user id."""
     view = view_of(source)
     ranked = rank_user(view, user_index(view, user_id), k, exclude_seen=exclude_seen)
-    return rows(view, ranked, _explain(view, ranked) if explain else None)
+    out = rows(view, ranked, _explain(view, ranked) if explain else None)
+    if explain and view.model.task == "rating":
+        for r, rating in zip(out, predicted_ratings(view.art, [r["score"] for r in out]), strict=True):
+            r["predicted_rating"] = rating
+    return out
+
+
+def predicted_ratings(art: Artifact, scores: list[float]) -> list[float]:
+    """A rating model's scores as ratings on the training scale (clipped to the training ratings' range)."""
+    values = np.asarray(scores, dtype=np.float64)
+    if art.train.nnz:
+        values = np.clip(values, float(art.train.data.min()), float(art.train.data.max()))
+    return [float(v) for v in values]
 
 
 def recommend_for_items(

@@ -74,3 +74,48 @@ def test_bad_options():
     no_time = Dataset(ds.users, ds.items, ds.user_ids, ds.item_ids)
     with pytest.raises(DataError, match="timestamps"):
         split_dataset(no_time, "temporal")
+
+
+def _rated(ds, seed=0):
+    ratings = np.random.RandomState(seed).randint(1, 11, ds.n_interactions) / 2.0
+    return Dataset(ds.users, ds.items, ds.user_ids, ds.item_ids, ratings=ratings, timestamps=ds.timestamps)
+
+
+@pytest.mark.parametrize("method", ["ratio", "temporal", "loo", "cold-items"])
+def test_rating_task_keeps_values_on_the_same_rows(method):
+    ds = _rated(_toy())
+    ranked = split_dataset(ds, method, seed=4)
+    rated = split_dataset(ds, method, seed=4, task="rating")
+    assert rated.task == "rating" and ranked.task == "ranking"
+    truth = {(u, i): r for u, i, r in zip(ds.users, ds.items, ds.ratings, strict=True)}
+    for part in ("train", "valid", "test"):
+        a, b = getattr(ranked, part), getattr(rated, part)
+        assert (a != b.astype(bool).astype(np.float32)).nnz == 0  # same cells
+        coo = b.tocoo()
+        assert [truth[(u, i)] for u, i in zip(coo.row, coo.col, strict=True)] == coo.data.tolist()
+        assert set(np.unique(a.data)) <= {1.0}
+
+
+def test_rating_task_needs_usable_ratings():
+    ds = _toy()
+    with pytest.raises(DataError, match="needs ratings"):
+        split_dataset(ds, "ratio", task="rating")
+    zero = Dataset(ds.users, ds.items, ds.user_ids, ds.item_ids, ratings=np.zeros(ds.n_interactions))
+    with pytest.raises(DataError, match="shift the scale"):
+        split_dataset(zero, "ratio", task="rating")
+    with pytest.raises(ConfigError, match="unknown task"):
+        split_dataset(_rated(ds), "ratio", task="stars")
+
+
+def test_rating_matrix_keeps_the_last_rating_of_a_repeated_pair():
+    # summing duplicates (right for 1.0 counts) would turn ratings 2 and 5 into 7
+    ds = Dataset(
+        np.array([0, 0, 1]),
+        np.array([1, 1, 0]),
+        IdMap(range(2)),
+        IdMap(range(2)),
+        ratings=np.array([2, 5, 3]),
+    )
+    m = ds.matrix(task="rating")
+    assert m.toarray().tolist() == [[0.0, 5.0], [3.0, 0.0]]
+    assert ds.matrix().toarray().tolist() == [[0.0, 1.0], [1.0, 0.0]]

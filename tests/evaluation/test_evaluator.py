@@ -1,6 +1,7 @@
 """The batched evaluator against a per-user reference computation."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Split
@@ -64,3 +65,38 @@ def test_activity_buckets_cover_all_users():
     split = Split(train=train, valid=sp.csr_matrix(train.shape, dtype=np.float32), test=test)
     res = evaluate(MostPopular().fit(train), split, by_activity=True)
     assert sum(b["users"] for b in res.by_activity.values()) == len(res.users)
+
+
+class _FixedRatings:
+    """Predicts ``table[u, i]`` (a dense array standing in for a rating model)."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, np.float32)
+
+    def predict(self, users, items):
+        return self.table[users, items]
+
+
+def test_rating_evaluator_hand_computed_with_clipping_and_activity():
+    from fusionrec.evaluation import evaluate_ratings
+
+    # user 0 has 3 training ratings, user 1 has 1; item 2 is never rated in train
+    train = sp.csr_matrix(np.array([[4, 2, 0, 3], [5, 0, 0, 0]], np.float32))
+    test = sp.csr_matrix(np.array([[0, 0, 4, 0], [0, 1, 3, 0]], np.float32))
+    table = np.array([[0, 0, 6.0, 0], [0, 2.0, 2.5, 0]])  # 6.0 is clipped to the train maximum, 5
+    res = evaluate_ratings(_FixedRatings(table), test, train=train)
+    # errors after clipping: +1 (u0,i2), +1 (u1,i1), -0.5 (u1,i2)
+    assert res.n == 3
+    assert res.metrics["rmse"] == pytest.approx(np.sqrt((1 + 1 + 0.25) / 3))
+    assert res.metrics["mae"] == pytest.approx(2.5 / 3)
+    users, items = res.by_activity["users"], res.by_activity["items"]
+    assert users["1-4"] == {
+        "ratings": 3,
+        "rmse": pytest.approx(np.sqrt(2.25 / 3), abs=1e-6),
+        "mae": pytest.approx(2.5 / 3, abs=1e-6),
+    }
+    # item 2 (0 training ratings) got errors +1 and -0.5; item 1 (1 training rating) +1
+    assert items["0"]["ratings"] == 2 and items["0"]["mae"] == pytest.approx(0.75)
+    assert items["1-4"] == {"ratings": 1, "rmse": 1.0, "mae": 1.0}
+    unclipped = evaluate_ratings(_FixedRatings(table), test)
+    assert unclipped.metrics["mae"] == pytest.approx((2 + 1 + 0.5) / 3) and not unclipped.by_activity

@@ -54,3 +54,17 @@ def test_parse_metric():
         parse_metric("recal@20")
     with pytest.raises(ValueError):
         parse_metric("ndcg@0")
+
+
+def test_rmse_mae_hand_computed():
+    from fusionrec.evaluation.metrics import mae, rmse
+
+    pred, true = np.array([3.0, 4.5, 2.0, 5.0]), np.array([4.0, 4.5, 3.0, 3.0])
+    # errors -1, 0, -1, 2 → squared 1, 0, 1, 4 (mean 1.5); absolute 1, 0, 1, 2 (mean 1.0)
+    assert rmse(pred, true) == pytest.approx(np.sqrt(1.5))
+    assert mae(pred, true) == pytest.approx(1.0)
+    assert rmse(true, true) == 0.0
+    with pytest.raises(ValueError, match="at least one"):
+        rmse(np.array([]), np.array([]))
+    with pytest.raises(ValueError, match="shape"):
+        mae(np.ones(2), np.ones(3))

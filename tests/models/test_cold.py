@@ -7,10 +7,21 @@ import pytest
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Dataset, Features, IdMap
+from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError, DataError
-from fusionrec.evaluation.cold_start import evaluate_cold_items
+from fusionrec.evaluation.cold_start import (
+    CALIBRATION_GAMMAS,
+    evaluate_cold_items,
+    evaluate_full_catalogue,
+    full_catalogue_split,
+)
 from fusionrec.models.base import FactorModel
-from fusionrec.models.cold import ContentMapper, cold_item_vectors, fit_content_mapper
+from fusionrec.models.cold import (
+    ContentMapper,
+    calibrate_cold_scores,
+    cold_item_vectors,
+    fit_content_mapper,
+)
 from fusionrec.models.mf import ALS
 from fusionrec.models.popularity import MostPopular
 
@@ -173,3 +184,100 @@ def test_cold_protocol_requires_features():
     ds = Dataset(coo.row, coo.col, IdMap(range(X.shape[0])), IdMap(range(X.shape[1])))
     with pytest.raises(DataError, match="features"):
         evaluate_cold_items(ds, _als())
+
+
+# ---------------------------------------------------------------------------------------------- full catalogue
+
+
+def test_calibration_places_cold_scores_on_each_users_warm_quantiles():
+    rng = np.random.default_rng(0)
+    warm = np.vstack([np.arange(100.0), 1000 + 10 * np.arange(100.0)]).astype(np.float32)
+    warm[0, 90:] = -np.inf  # masked (seen) items do not count
+    cold = rng.normal(size=(2, 5)).astype(np.float32) * 1e-3  # a scale nothing like the warm one
+    out = calibrate_cold_scores(cold, warm, gamma=1.0)
+    # per-user order kept, values inside each user's finite warm range
+    np.testing.assert_array_equal(np.argsort(out, axis=1), np.argsort(cold, axis=1))
+    assert out[0].max() <= 89 and out[0].min() >= 0 and out[1].min() >= 1000
+    # the best cold item sits at the 90% quantile of 5 (q = 0.9), not above every warm item
+    assert out[0].max() == pytest.approx(0.9 * 89, abs=1e-4) and out[1].max() == pytest.approx(
+        1000 + 0.9 * 990
+    )
+    held_back = calibrate_cold_scores(cold, warm, gamma=4.0)
+    assert (held_back <= out + 1e-6).all() and (held_back < out).any()
+    none_left = calibrate_cold_scores(cold, np.full((2, 3), -np.inf, np.float32))
+    np.testing.assert_array_equal(none_left, cold)  # nothing to compete with: scores kept
+    with pytest.raises(ConfigError):
+        calibrate_cold_scores(cold, warm, gamma=0)
+
+
+def _grouped_dataset(seed: int = 1) -> Dataset:
+    X, _, _, feats = _grouped(n_users=150, n_items=120, seed=seed)
+    coo = X.tocoo()
+    return Dataset(
+        coo.row, coo.col, IdMap(range(X.shape[0])), IdMap(range(X.shape[1])), features=feats, name="groups"
+    )
+
+
+def test_full_catalogue_split_withholds_whole_items():
+    ds = _grouped_dataset()
+    every = ds.matrix(np.arange(ds.n_interactions))
+    base = split_dataset(ds, None, seed=3)
+    for targets in ("held-out", "all"):
+        fc = full_catalogue_split(ds, seed=3, cold_fraction=0.2, targets=targets)
+        assert len(fc.cold) == 24 and len(np.intersect1d(fc.valid_cold, fc.test_cold)) == 0
+        assert fc.train[:, fc.cold].nnz == 0 and fc.warm_valid()[:, fc.cold].nnz == 0
+        assert fc.test[:, fc.valid_cold].nnz == 0 and fc.valid[:, fc.test_cold].nnz == 0
+        warm = np.setdiff1d(np.arange(ds.n_items), fc.cold)
+        assert (fc.test[:, warm] != base.test[:, warm]).nnz == 0  # warm items: the split's own test part
+    # held-out: a new item's targets are the ones the split holds out anyway
+    fc = full_catalogue_split(ds, seed=3, cold_fraction=0.2)
+    assert (fc.test[:, fc.test_cold] != base.test[:, fc.test_cold]).nnz == 0
+    # all: every interaction of a cold item is a target in its half; nothing is lost or duplicated
+    fc = full_catalogue_split(ds, seed=3, cold_fraction=0.2, targets="all")
+    assert fc.valid[:, fc.valid_cold].nnz == every[:, fc.valid_cold].nnz
+    assert fc.test[:, fc.test_cold].nnz == every[:, fc.test_cold].nnz
+    assert fc.train.nnz + fc.valid.nnz + fc.test.nnz == every.nnz
+    with pytest.raises(ConfigError):
+        full_catalogue_split(ds, targets="some")
+
+
+def test_full_catalogue_protocol_makes_new_items_reach_their_users():
+    ds = _grouped_dataset()
+
+    def rows(targets: str) -> dict[str, dict]:
+        res = evaluate_full_catalogue(ds, _als(), seed=3, cold_fraction=0.2, targets=targets)
+        assert res.info["new_items_ranked"] == 12 and res.info["warm_items"] == 96
+        assert res.info["gamma"]["model calibrated"] in CALIBRATION_GAMMAS
+        return {r["method"]: r for r in res.rows}
+
+    never, calibrated = "als (new items never recommended)", "als + content vectors (calibrated)"
+    held = rows("held-out")
+    assert held[never]["new recall@20"] == 0 and held[never]["share@20"] == 0  # alone, it never shows them
+    assert held[calibrated]["new recall@20"] > 0.15 and held[calibrated]["reach@20"] >= 0.5
+    # new items hold part of the lists, not all of them, and the lists as a whole get better
+    assert 0 < held[calibrated]["share@20"] < 0.5
+    assert held[calibrated]["all recall@20"] > held[never]["all recall@20"]
+    assert {"content-knn (every item)", "popularity (new items: predicted from content)"} <= set(held)
+    # every interaction of a new item a target: the calibrated fusion finds nearly all of them
+    every = rows("all")
+    assert every[calibrated]["new recall@20"] > 0.9
+    assert every[calibrated]["all recall@20"] > every[never]["all recall@20"] + 0.3
+
+
+def test_cold_command_runs_the_full_catalogue_protocol_by_default(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from fusionrec.cli import main
+
+    X, _, _, feats = _grouped(n_users=150, n_items=120, seed=1)
+    coo = X.tocoo()
+    pd.DataFrame({"userID": coo.row, "itemID": coo.col}).to_csv(tmp_path / "g.inter", sep="\t", index=False)
+    np.save(tmp_path / "text_feat.npy", feats["text"])
+    args = ["cold", "--data", tmp_path, "--param", "factors=8", "--param", "epochs=10", "--seed", "3"]
+    assert main([*map(str, args), "--json", "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["protocol"] == "full-catalogue" and res["targets"] == "held-out" and len(res["rows"]) == 6
+    assert main([*map(str, args), "--protocol", "among-cold", "--json", "--quiet"]) == 0
+    assert "protocol" not in json.loads(capsys.readouterr().out)

@@ -43,6 +43,7 @@ FAST_PARAMS: dict[str, dict] = {
     },
     "neural": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "lattice": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},
+    "biased-mf": {"factors": 8, "learning_rate": 0.02},
 }
 AUTO_EPOCHS = 20
 
@@ -120,9 +121,31 @@ def board() -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 
 @functools.cache
-def fitted(name: str) -> Recommender:
+def rated_board() -> sp.csr_matrix:
+    """The board's train part as ratings: in-group items rated 4-5, plus 3 other-group items per user rated 1.
+
+    Rating models (``task = "rating"``) predict values, so on 1.0 everywhere they would predict 1.0
+    everywhere; rated cells give them the preference the ranking models read from presence alone.
+    """
     train, _ = board()
-    return make(name).fit(train, features_for(name, N_ITEMS))
+    rng = np.random.RandomState(1)
+    coo = train.tocoo()
+    rows, cols = list(coo.row), list(coo.col)
+    vals = list(rng.choice([4.0, 5.0], len(rows)))
+    for u in range(N_USERS):
+        other = np.flatnonzero(np.arange(N_ITEMS) % 2 != u % 2)
+        for i in rng.choice(other, 3, replace=False):
+            rows.append(u), cols.append(i), vals.append(1.0)
+    return sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=train.shape)
+
+
+def train_for(name: str) -> sp.csr_matrix:
+    return rated_board() if get_model_class(name).task == "rating" else board()[0]
+
+
+@functools.cache
+def fitted(name: str) -> Recommender:
+    return make(name).fit(train_for(name), features_for(name, N_ITEMS))
 
 
 def withheld_auc(scores: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
@@ -172,7 +195,7 @@ def test_fit_returns_self_and_scores_every_item(name):
 def test_withheld_positives_rank_above_the_other_group(name):
     train, test = board()
     users = np.arange(N_USERS)
-    auc = withheld_auc(fitted(name).score(users), train, test)
+    auc = withheld_auc(fitted(name).score(users), train_for(name), test)
     random_auc = withheld_auc(make("random", random_state=3).fit(train).score(users), train, test)
     assert auc >= 0.8 and auc > random_auc + 0.25, f"{name}: AUC {auc:.3f} vs random {random_auc:.3f}"
 
@@ -276,7 +299,7 @@ def test_unknown_param_lists_valid_ones(name):
 @pytest.mark.parametrize("name", models_where(lambda cls: not _needs_features(cls)))
 def test_feature_free_models_ignore_features(name):
     # the pipeline hands a data set's features to every model; these must not change anything
-    train, _ = board()
+    train = train_for(name)
     with_feats = make(name).fit(train, synthetic_features(name, N_ITEMS)).score(np.arange(N_USERS))
     np.testing.assert_array_equal(with_feats, fitted(name).score(np.arange(N_USERS)))
 

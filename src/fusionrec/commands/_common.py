@@ -17,18 +17,18 @@ def add_output_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag: str = "--format") -> None:
-    from fusionrec.data.loaders import LOADERS
+    from fusionrec.data.methods import FORMATS
 
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
         required=required,
-        help="data directory or file (" + ", ".join(n for n in LOADERS if n != "demo") + "), or 'demo'",
+        help="data directory or file (" + ", ".join(n for n in FORMATS if n != "demo") + "), or 'demo'",
     )
     g.add_argument(
         format_flag,
         dest="data_format",
-        choices=list(LOADERS),
+        choices=list(FORMATS),
         help="force a loader (default: detected from the path)",
     )
     g.add_argument(
@@ -73,6 +73,17 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_task_arg(p: argparse.ArgumentParser) -> None:
+    from fusionrec.data.methods import TASKS
+
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        help="ranking (implicit feedback: 1.0 per interaction) or rating (keep rating values; RMSE/MAE); "
+        "default: the model's own task",
+    )
+
+
 def load_data(args: argparse.Namespace):
     from pathlib import Path
 
@@ -106,10 +117,10 @@ def load_data(args: argparse.Namespace):
     return ds
 
 
-def make_split(ds, args: argparse.Namespace):
+def make_split(ds, args: argparse.Namespace, task: str = "ranking"):
     from fusionrec.data.splits import split_dataset
 
-    return split_dataset(ds, args.split, seed=args.seed, cold_fraction=args.cold_fraction)
+    return split_dataset(ds, args.split, seed=args.seed, cold_fraction=args.cold_fraction, task=task)
 
 
 def seed_value(text: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit
+from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, add_task_arg, emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -12,6 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("artifact", help="artifact directory written by `fusionrec fit`")
     add_data_args(p)
     add_split_args(p)
+    add_task_arg(p)
     p.add_argument(
         "--metrics",
         default="recall@10,recall@20,ndcg@10,ndcg@20",
@@ -24,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="train+valid",
         help="items hidden when ranking for test (train: MMRec's convention)",
     )
-    p.add_argument("--by-activity", action="store_true", help="break metrics down by user activity")
+    p.add_argument(
+        "--by-activity",
+        action="store_true",
+        help="break metrics down by user activity (rating task: RMSE/MAE by user and by item activity)",
+    )
     p.add_argument(
         "--eval-users",
         type=int,
@@ -38,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.artifacts import load_artifact
     from fusionrec.commands._common import load_data, make_split
     from fusionrec.errors import DataError
-    from fusionrec.evaluation import evaluate
+    from fusionrec.evaluation import evaluate, evaluate_ratings
     from fusionrec.evaluation.metrics import parse_metric
+    from fusionrec.pipeline import resolve_task
 
     metrics = [m for m in args.metrics.split(",") if m.strip()]
     for m in metrics:
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             f"{args.data} does not match the artifact's data (fingerprint {art.info.get('data_fingerprint')}); "
             "evaluate on the data set the model was fitted on, with the same filters"
         )
-    split = make_split(ds, args)
+    task = resolve_task(art.model, args.task or art.info.get("task"))
+    split = make_split(ds, args, task)
     if split.train.nnz != art.train.nnz or (split.train != art.train).nnz:
         raise DataError(
             "this split's train part differs from the one the model was fitted on; "
@@ -71,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     payload = res.to_dict()
+    rated = None
+    if task == "rating":
+        rated = evaluate_ratings(
+            art.model, split.test if args.on == "test" else split.valid, train=split.train
+        )
+        payload = {**rated.to_dict(), **payload}
+        if not args.by_activity:
+            payload.pop("rating_by_activity", None)
     text = "\n".join(f"{k:<14} {v:.4f}" for k, v in payload.items() if isinstance(v, float))
     if res.by_activity:
         text += "\nby activity (train interactions):"
@@ -78,5 +93,10 @@ def run(args: argparse.Namespace) -> int:
             text += f"\n  {bucket:<8} " + "  ".join(
                 f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items()
             )
+    if rated is not None and args.by_activity:
+        for side, buckets in rated.by_activity.items():
+            text += f"\nRMSE / MAE by {side[:-1]} activity (training ratings):"
+            for bucket, vals in buckets.items():
+                text += f"\n  {bucket:<8} ratings={vals['ratings']:<6} rmse={vals['rmse']:.4f}  mae={vals['mae']:.4f}"
     emit(args, payload, text)
     return 0

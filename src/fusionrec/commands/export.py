@@ -8,7 +8,7 @@ from fusionrec.commands._common import add_data_args, add_output_args, add_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from fusionrec.data.export import EXPORTERS
+    from fusionrec.data.methods import EXPORT_FORMATS
 
     p = sub.add_parser("export", help="write data + split (+ features) as MMRec or RecBole atomic files")
     add_data_args(p, format_flag="--input-format")
@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--format",
         dest="out_format",
-        choices=list(EXPORTERS),
+        choices=list(EXPORT_FORMATS),
         default="mmrec",
         help="output format: mmrec (NAME.inter with x_label, maps, features) or recbole (NAME.train/valid/"
         "test.inter, NAME.item with item text, NAME.user)",

@@ -22,7 +22,7 @@ MODALITIES = {
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from fusionrec.features.base import extractor_choices
+    from fusionrec.features.registry import extractor_choices
 
     p = sub.add_parser(
         "features",

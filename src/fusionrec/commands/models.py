@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         )
         needs = needs.replace("*", "any modality")
         flags = " [cold items]" if m["supports_cold_items"] else ""
+        flags += " [ratings]" if m["task"] == "rating" else ""
         lines.append(f"{m['name']:<14} {m['summary']}{flags}")
         lines.append(f"{'':<14} needs: {needs}")
         if m["params"]:

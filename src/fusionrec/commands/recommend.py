@@ -18,7 +18,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--similar", metavar="ITEM", help="raw item id: list the items most like it")
     p.add_argument("-k", type=int, default=10, help="number of items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not hide the user's (or given) items")
-    p.add_argument("--explain", action="store_true", help="show each modality's contribution per item")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="show each modality's (or part's) contribution per item; rating models: the predicted rating",
+    )
     p.add_argument(
         "--modality", default="all", help="--similar: compare by this content modality (default: all)"
     )
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     for r in recs:
         title = f"  {r['title']}" if r.get("title") else ""
         line = f"{r['rank']:>3}. {r['item_id']:<10} {r['score']:.4f}{title}"
+        if "predicted_rating" in r:
+            line += f"  predicted rating {r['predicted_rating']:.2f}"
         parts = (r.get("explanation") or {}).get("parts")
         if parts:
             line += "  [" + ", ".join(f"{m}: {v:+.3f}" for m, v in parts.items()) + "]"

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.errors import DataError, UnknownItemError, UnknownUserError
+# what a model predicts: a ranking of items (implicit feedback) or rating values (explicit feedback)
+from fusionrec.data.methods import TASKS  # noqa: E402,F401  (re-exported; the CLI reads methods)
+from fusionrec.errors import ConfigError, DataError, UnknownItemError, UnknownUserError
 
 log = logging.getLogger("fusionrec")
 
@@ -249,6 +251,7 @@ class Split:
     test: sp.csr_matrix
     name: str = "ratio"
     cold_items: np.ndarray | None = None  # item indices withheld from train (cold-item protocol)
+    task: str = "ranking"  # "rating": the matrices hold rating values instead of 1.0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -318,14 +321,48 @@ class Dataset:
     def n_interactions(self) -> int:
         return len(self.users)
 
-    def matrix(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
-        """Binary CSR users × items matrix (float32) of all interactions, or of the selected rows."""
-        u = self.users if rows is None else self.users[rows]
-        i = self.items if rows is None else self.items[rows]
-        m = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(self.n_users, self.n_items))
-        m.sum_duplicates()
-        m.data[:] = 1.0
+    def matrix(self, rows: np.ndarray | None = None, *, task: str = "ranking") -> sp.csr_matrix:
+        """CSR users × items matrix (float32) of all interactions, or of the selected rows.
+
+        ``task="ranking"`` (implicit feedback) stores 1.0 per interaction; ``task="rating"`` stores the
+        rating values (a repeated (user, item) pair keeps its last rating).
+        """
+        if task not in TASKS:
+            raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        rows = np.arange(self.n_interactions) if rows is None else np.asarray(rows)
+        u, i = self.users[rows], self.items[rows]
+        shape = (self.n_users, self.n_items)
+        if task == "ranking":
+            m = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=shape)
+            m.sum_duplicates()
+            m.data[:] = 1.0
+            return m
+        values = self.rating_values()[rows]
+        # last occurrence of each (user, item) pair wins, as the loaders do with duplicate rows
+        keys = u * self.n_items + i
+        _, last = np.unique(keys[::-1], return_index=True)
+        keep = len(keys) - 1 - last
+        m = sp.csr_matrix((values[keep], (u[keep], i[keep])), shape=shape, dtype=np.float32)
+        m.sort_indices()
         return m
+
+    def rating_values(self) -> np.ndarray:
+        """The explicit ratings, checked for a rating task (present, finite, non-zero)."""
+        if self.ratings is None:
+            raise DataError(
+                f"the rating task needs ratings, but {self.name!r} has none; use a data set with a rating "
+                "column (e.g. MovieLens ratings.csv, --rating-col) or the ranking task"
+            )
+        r = self.ratings
+        if len(r) and not np.isfinite(r).all():
+            raise DataError(f"{self.name!r}: some ratings are not finite numbers; clean the rating column")
+        if (r == 0).any():
+            # a sparse matrix cannot tell a stored 0 from a missing entry
+            raise DataError(
+                f"{self.name!r}: {int((r == 0).sum())} rating(s) are 0, which a sparse rating matrix cannot "
+                "store; shift the scale (e.g. add 1 to every rating)"
+            )
+        return r
 
     def fingerprint(self) -> str:
         """A short hash identifying the interactions and id maps (stamped into artifacts)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fusionrec.data import methods
 from fusionrec.data.dataset import Dataset, Split
 from fusionrec.data.feature_dir import write_feature_dir as write_features
 from fusionrec.data.loaders.recbole import SPLIT_PARTS
@@ -120,5 +121,7 @@ def export_recbole(ds: Dataset, split: Split, out: str | Path, *, name: str | No
 
 
 EXPORTERS: dict[str, Callable[..., Path]] = {"mmrec": export_mmrec, "recbole": export_recbole}
+if tuple(EXPORTERS) != methods.EXPORT_FORMATS:  # the CLI lists methods.EXPORT_FORMATS without importing this
+    raise ImportError(f"fusionrec.data.methods.EXPORT_FORMATS must list {tuple(EXPORTERS)}")
 
 __all__ = ["EXPORTERS", "export_mmrec", "export_recbole", "split_labels", "write_features"]

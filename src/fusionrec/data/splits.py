@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.data.dataset import Dataset, Split
+from fusionrec.data.dataset import TASKS, Dataset, Split
 from fusionrec.data.methods import SPLITS
 from fusionrec.errors import ConfigError, DataError
 
@@ -21,8 +21,17 @@ def split_dataset(
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 2026,
     cold_fraction: float = 0.2,
+    task: str = "ranking",
 ) -> Split:
-    """Split ``ds``. With ``method=None`` a split present in the data (``labels``) is used as is, else ``ratio``."""
+    """Split ``ds``. With ``method=None`` a split present in the data (``labels``) is used as is, else ``ratio``.
+
+    ``task="rating"`` keeps the rating values in the three matrices (``Dataset.matrix``); the rows that go
+    to each part are the same as for ``task="ranking"``.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if task == "rating":
+        ds.rating_values()  # fail before splitting when the data has no usable ratings
     if method is None:
         method = "given" if ds.labels is not None else "ratio"
     if method not in SPLITS:
@@ -52,8 +61,8 @@ def split_dataset(
         labels[order[n_train : n_train + n_valid]] = 1
         labels[order[n_train + n_valid :]] = 2
     else:  # cold-items
-        return _cold_item_split(ds, seed, cold_fraction)
-    split = _from_labels(ds, labels, method)
+        return _cold_item_split(ds, seed, cold_fraction, task)
+    split = _from_labels(ds, labels, method, task)
     _warn_empty(split)
     return split
 
@@ -104,12 +113,12 @@ def _leave_one_out(ds: Dataset, order: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _from_labels(ds: Dataset, labels: np.ndarray, name: str) -> Split:
-    mats = [ds.matrix(np.flatnonzero(labels == k)) for k in (0, 1, 2)]
-    return Split(train=mats[0], valid=mats[1], test=mats[2], name=name)
+def _from_labels(ds: Dataset, labels: np.ndarray, name: str, task: str = "ranking") -> Split:
+    mats = [ds.matrix(np.flatnonzero(labels == k), task=task) for k in (0, 1, 2)]
+    return Split(train=mats[0], valid=mats[1], test=mats[2], name=name, task=task)
 
 
-def _cold_item_split(ds: Dataset, seed: int, fraction: float) -> Split:
+def _cold_item_split(ds: Dataset, seed: int, fraction: float, task: str = "ranking") -> Split:
     """Hold out a fraction of items with all their interactions; half go to valid, half to test.
 
     Train holds no interaction of a cold item, so only content can place it.
@@ -124,7 +133,7 @@ def _cold_item_split(ds: Dataset, seed: int, fraction: float) -> Split:
     labels = np.zeros(ds.n_interactions, np.int8)
     labels[np.isin(ds.items, valid_items)] = 1
     labels[np.isin(ds.items, test_items)] = 2
-    split = _from_labels(ds, labels, "cold-items")
+    split = _from_labels(ds, labels, "cold-items", task)
     split.cold_items = np.sort(cold)
     return split
 

@@ -1,5 +1,21 @@
-"""Evaluation: pure ranking metrics and one batched full-ranking evaluator."""
+"""Evaluation: pure ranking and rating metrics, one batched full-ranking evaluator and its rating twin."""
 
-from fusionrec.evaluation.evaluator import DEFAULT_METRICS, VALIDATOR, EvalResult, evaluate, evaluate_scores
+from fusionrec.evaluation.evaluator import (
+    DEFAULT_METRICS,
+    VALIDATOR,
+    EvalResult,
+    RatingResult,
+    evaluate,
+    evaluate_ratings,
+    evaluate_scores,
+)
 
-__all__ = ["DEFAULT_METRICS", "VALIDATOR", "EvalResult", "evaluate", "evaluate_scores"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "VALIDATOR",
+    "EvalResult",
+    "RatingResult",
+    "evaluate",
+    "evaluate_ratings",
+    "evaluate_scores",
+]

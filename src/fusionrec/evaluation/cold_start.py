@@ -35,8 +35,8 @@ from fusionrec.data.dataset import Dataset, Split
 from fusionrec.data.graph import unit_rows
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError, DataError
-from fusionrec.evaluation.evaluator import evaluate_scores
-from fusionrec.models.base import Recommender
+from fusionrec.evaluation.evaluator import VALIDATOR, evaluate_scores
+from fusionrec.models.base import Recommender, mask_rows, top_k
 from fusionrec.models.cold import ContentMapper, cold_item_vectors, fit_content_mapper
 
 log = logging.getLogger("fusionrec")
@@ -213,5 +213,292 @@ def format_cold(result: ColdResult) -> str:
     lines.append(
         f"cold items {i['cold_items']} ({i['candidates']} ranked, {i['on']}), users {i['users']}, "
         f"modalities {i['modalities']}, mapping {i['mapping']}"
+    )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- full catalogue
+
+#: per-user quantile exponents tried for the calibrated fusion (chosen on the valid part)
+CALIBRATION_GAMMAS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
+
+
+@dataclass
+class FullCatalogueSplit:
+    """A warm split with a fraction of the items withheld from training (half for valid, half for test).
+
+    ``train`` holds no interaction of any cold item. ``valid``/``test`` hold the warm items' held-out
+    interactions plus those of their half of the cold items: with ``targets="held-out"`` the ones the warm
+    split holds out anyway (new items then weigh what their share of the catalogue does in what users do
+    next), with ``targets="all"`` every interaction of the item (new items then make up most targets).
+    """
+
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+    valid_cold: np.ndarray
+    test_cold: np.ndarray
+
+    @property
+    def cold(self) -> np.ndarray:
+        return np.union1d(self.valid_cold, self.test_cold)
+
+    def warm_valid(self) -> sp.csr_matrix:
+        """``valid`` without cold items: what early stopping can use before any item is placed by content."""
+        return _columns(self.valid, np.setdiff1d(np.arange(self.valid.shape[1]), self.cold))
+
+
+COLD_TARGETS = ("held-out", "all")
+
+
+def full_catalogue_split(
+    ds: Dataset, *, seed: int = 2026, cold_fraction: float = 0.2, targets: str = "held-out"
+) -> FullCatalogueSplit:
+    """The data's own split (else ratio 8:1:1, ``seed``) with ``cold_fraction`` of the items withheld."""
+    if not 0 < cold_fraction < 1:
+        raise ConfigError(f"cold fraction must be in (0, 1); got {cold_fraction}")
+    if targets not in COLD_TARGETS:
+        raise ConfigError(f"cold targets must be one of {COLD_TARGETS}; got {targets!r}")
+    base = split_dataset(ds, None, seed=seed)
+    n_items = ds.n_items
+    order = np.random.RandomState(seed).permutation(n_items)
+    n_cold = max(2, int(round(cold_fraction * n_items)))
+    valid_cold, test_cold = np.sort(order[: n_cold // 2]), np.sort(order[n_cold // 2 : n_cold])
+    warm = np.setdiff1d(np.arange(n_items), order[:n_cold])
+    train = _columns(base.train, warm)
+    if targets == "all":
+        every = (base.train + base.valid + base.test).tocsr()
+        every.data[:] = 1.0
+        valid = (_columns(base.valid, warm) + _columns(every, valid_cold)).tocsr()
+        test = (_columns(base.test, warm) + _columns(every, test_cold)).tocsr()
+    else:  # a cold item's interactions the warm split trains on are never seen by anyone
+        valid = _columns(base.valid, np.union1d(warm, valid_cold))
+        test = _columns(base.test, np.union1d(warm, test_cold))
+    return FullCatalogueSplit(train=train, valid=valid, test=test, valid_cold=valid_cold, test_cold=test_cold)
+
+
+def _columns(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """``m`` with every column outside ``keep`` zeroed (shape unchanged)."""
+    d = np.zeros(m.shape[1], np.float32)
+    d[keep] = 1.0
+    out = sp.csr_matrix(m @ sp.diags(d))
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def evaluate_full_catalogue(
+    ds: Dataset,
+    model: Recommender,
+    *,
+    seed: int = 2026,
+    cold_fraction: float = 0.2,
+    metrics: Sequence[str] = COLD_METRICS,
+    modalities: Sequence[str] | None = None,
+    reg: float | None = None,
+    targets: str = "held-out",
+    tolerance: float = 0.01,
+) -> ColdResult:
+    """New items compete with every warm item in each user's full ranking.
+
+    ``model`` is fitted on the warm train part (early stopping on warm valid items only); the cold items
+    get vectors from content (as in :func:`evaluate_cold_items`). Every method ranks all warm items plus the
+    test half of the cold items for each user; metrics are reported on the new items only (users with a
+    held-out interaction on one; a hit is a new item in the top K of the full list) and on all held-out
+    items (``targets``: see :class:`FullCatalogueSplit`). ``share@K`` is the mean fraction of top-K slots
+    held by new items, ``reach@K`` the fraction of new items that enter at least one user's top K. Train and
+    valid items are masked when testing.
+
+    Methods: the model alone (new items are never recommended); the model with content-placed vectors, raw
+    and calibrated (:func:`~fusionrec.models.cold.calibrate_cold_scores`, ``gamma`` chosen on the valid
+    half of the cold items: the smallest, i.e. the most exposure for new items, whose mean of ``metrics`` on
+    all valid items is within ``tolerance`` (relative) of the best gamma's); the model with content-kNN
+    scores for new items, calibrated the same way; and two baselines over the full catalogue: content-kNN
+    (every item scored by its content's cosine with the user's mean content) and popularity (train counts
+    for warm items, popularity predicted from content for new ones).
+    """
+    from fusionrec.models.cold import calibrate_cold_scores
+
+    if not len(ds.features):
+        raise DataError(
+            "the cold-item protocol needs item features; attach them with --features "
+            "(written by `fusionrec features`) or use data with *.npy feature files"
+        )
+    if not (model.is_inner_product or model.supports_cold_items):
+        raise ConfigError(
+            f"model {model.name!r} neither scores by inner products nor supports cold items; "
+            "choose als, bpr or another factor model"
+        )
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"tolerance must be in [0, 1); got {tolerance}")
+    fc = full_catalogue_split(ds, seed=seed, cold_fraction=cold_fraction, targets=targets)
+    feats = ds.features if modalities is None else ds.features.select(modalities)
+    n_items = fc.train.shape[1]
+    cold = fc.cold
+    warm = np.setdiff1d(np.arange(n_items), cold)
+    t0 = time.perf_counter()
+    warm_valid = fc.warm_valid()
+    model.fit(
+        fc.train,
+        feats,
+        valid=warm_valid if warm_valid.nnz else None,
+        validate=VALIDATOR if warm_valid.nnz else None,
+    )
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mapper = None if model.supports_cold_items else fit_content_mapper(model, feats, fc.train, reg=reg)
+    V_cold = cold_item_vectors(model, {m: feats[m][cold] for m in feats}, mapper)
+    map_seconds = time.perf_counter() - t0
+    U = np.asarray(model.user_vectors(), dtype=np.float32)
+    # baselines' ingredients: content vectors, user content profiles, popularity (train, and from content)
+    train_pop = np.asarray(fc.train.sum(axis=0)).ravel().astype(np.float32)
+    Z = _content_matrix(feats, warm)
+    deg = np.maximum(np.diff(fc.train.indptr), 1).astype(np.float32)
+    profiles = np.asarray(fc.train @ Z) / deg[:, None]
+    profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
+    pop_map = ContentMapper().fit(feats, np.log1p(train_pop)[:, None], warm[train_pop[warm] > 0])
+    popularity = np.log1p(train_pop)
+    popularity[cold] = pop_map.transform({m: feats[m][cold] for m in feats})[:, 0]
+    col = np.full(n_items, -1, np.int64)
+    col[cold] = np.arange(len(cold))
+
+    def scorer(method: str, part_cold: np.ndarray, exclude: sp.csr_matrix, gamma: float = 1.0):
+        """Score function over warm items + ``part_cold`` (other cold items -inf) for ``method``."""
+        others = np.setdiff1d(cold, part_cold)
+
+        def fn(users: np.ndarray) -> np.ndarray:
+            if method in ("content-knn", "popularity"):
+                s = profiles[users] @ Z.T if method == "content-knn" else np.tile(popularity, (len(users), 1))
+                s = s.astype(np.float32)
+            else:
+                s = model.score(users).astype(np.float32, copy=True)
+                s[:, cold] = -np.inf
+                if method != "warm":
+                    if method.startswith("knn"):
+                        raw = profiles[users] @ Z[part_cold].T
+                    else:
+                        raw = U[users] @ V_cold[col[part_cold]].T
+                    if method.endswith("calibrated"):
+                        masked = s[:, warm].copy()
+                        mask_rows(masked, exclude[:, warm], users)
+                        raw = calibrate_cold_scores(raw, masked, gamma)
+                    s[:, part_cold] = raw
+            s[:, others] = -np.inf
+            return s
+
+        return fn
+
+    def run(method: str, part: str, gamma: float = 1.0) -> dict[str, float]:
+        target = fc.test if part == "test" else fc.valid
+        part_cold = fc.test_cold if part == "test" else fc.valid_cold
+        exclude = (fc.train + fc.valid).tocsr() if part == "test" else fc.train
+        fn = scorer(method, part_cold, exclude, gamma)
+        cands = np.union1d(warm, part_cold)
+        every = evaluate_scores(fn, target, exclude, metrics=metrics, candidate_items=cands).metrics
+        out = {f"all {k}": v for k, v in every.items()}
+        if part == "test":
+            new = evaluate_scores(
+                fn, _columns(target, part_cold), exclude, metrics=metrics, candidate_items=cands
+            ).metrics
+            out = {**{f"new {k}": v for k, v in new.items()}, **out}
+            out.update(_exposure(fn, target, exclude, cands, part_cold, max(_ks(metrics))))
+        return out
+
+    chosen: dict[str, float] = {}
+    for method in ("model calibrated", "knn calibrated"):
+        # the mean of every metric on all valid items: steadier than one when new items are few
+        valid_scores = {g: float(np.mean(list(run(method, "valid", g).values()))) for g in CALIBRATION_GAMMAS}
+        best = max(valid_scores.values())
+        # the most exposure for new items (smallest gamma) that costs at most `tolerance` of the best
+        chosen[method] = min(g for g, v in valid_scores.items() if v >= best * (1.0 - tolerance))
+        log.info(
+            "full catalogue: %s gamma %s (valid mean of %s by gamma %s)",
+            method,
+            chosen[method],
+            list(metrics),
+            {g: round(v, 4) for g, v in valid_scores.items()},
+        )
+    labels = {
+        "warm": f"{model.name} (new items never recommended)",
+        "model raw": f"{model.name} + content vectors (raw scores)",
+        "model calibrated": f"{model.name} + content vectors (calibrated)",
+        "knn calibrated": f"{model.name} + content-knn for new items (calibrated)",
+        "content-knn": "content-knn (every item)",
+        "popularity": "popularity (new items: predicted from content)",
+    }
+    rows = []
+    for method, label in labels.items():
+        values = run(method, "test", chosen.get(method, 1.0))
+        rows.append({"method": label, **{k: round(v, 6) for k, v in values.items()}})
+    info = {
+        "protocol": "full-catalogue",
+        "targets": targets,
+        "model": model.name,
+        "params": model.get_params(),
+        "seed": seed,
+        "cold_fraction": cold_fraction,
+        "cold_items": int(len(cold)),
+        "new_items_ranked": int(len(fc.test_cold)),
+        "warm_items": int(len(warm)),
+        "users_with_new_items": int((np.diff(_columns(fc.test, fc.test_cold).indptr) > 0).sum()),
+        "users": int((np.diff(fc.test.indptr) > 0).sum()),
+        "gamma": chosen,
+        "tolerance": tolerance,
+        "modalities": list(feats),
+        "mapping": "model"
+        if mapper is None
+        else {"reg": mapper.reg_, "fit_r2": round(mapper.fit_r2_, 4), "items": mapper.n_fit_},
+        "fit_seconds": round(fit_seconds, 3),
+        "map_seconds": round(map_seconds, 3),
+    }
+    return ColdResult(rows=rows, info=info)
+
+
+def _ks(metrics: Sequence[str]) -> list[int]:
+    from fusionrec.evaluation.metrics import parse_metric
+
+    return [parse_metric(m)[1] for m in metrics]
+
+
+def _exposure(
+    fn, target: sp.csr_matrix, exclude: sp.csr_matrix, cands: np.ndarray, new: np.ndarray, k: int
+) -> dict[str, float]:
+    """Mean share of top-k slots held by ``new`` items, and the fraction of them in at least one top k."""
+    users = np.flatnonzero(np.diff(target.indptr) > 0)
+    not_cand = np.ones(target.shape[1], bool)
+    not_cand[cands] = False
+    is_new = np.zeros(target.shape[1] + 1, bool)  # last slot: the -1 padding
+    is_new[new] = True
+    shares, reached = [], np.zeros(target.shape[1] + 1, bool)
+    for start in range(0, len(users), 1024):
+        block = users[start : start + 1024]
+        s = np.asarray(fn(block), dtype=np.float32)
+        mask_rows(s, exclude, block)
+        s[:, not_cand] = -np.inf
+        idx, _ = top_k(s, k)
+        shares.append(is_new[idx].mean(axis=1))
+        reached[idx[is_new[idx]]] = True
+    return {
+        f"share@{k}": float(np.concatenate(shares).mean()) if shares else 0.0,
+        f"reach@{k}": float(reached[new].mean()) if len(new) else 0.0,
+    }
+
+
+def format_full_catalogue(result: ColdResult) -> str:
+    """A text table of :func:`evaluate_full_catalogue`'s result."""
+    cols = [k for k in result.rows[0] if k != "method"]
+    width = max(len(r["method"]) for r in result.rows)
+    widths = [max(8, len(c)) for c in cols]
+    lines = [f"{'method':<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))]
+    for r in result.rows:
+        lines.append(
+            f"{r['method']:<{width}}  "
+            + "  ".join(f"{r[c]:>{w}.4f}" for c, w in zip(cols, widths, strict=True))
+        )
+    i = result.info
+    lines.append(
+        f"new items {i['new_items_ranked']} ranked among {i['warm_items']} warm ones for {i['users']} users "
+        f"({i['users_with_new_items']} with a new item); calibration gamma {i['gamma']} (chosen on valid); "
+        f"mapping {i['mapping']}"
     )
     return "\n".join(lines)

@@ -1,7 +1,10 @@
-"""One batched full-ranking evaluator for CLI, benchmarks, tuning and early stopping.
+"""One batched full-ranking evaluator for CLI, benchmarks, tuning and early stopping, and its rating twin.
 
 Users are scored in blocks; known items are masked; the top max(K) items are taken by partial sort; every
 metric is computed from one boolean hit matrix. Averages are over users with ≥ 1 target item.
+
+:func:`evaluate_ratings` scores the held-out (user, item, rating) triples of an explicit-feedback split with
+``model.predict`` and reports RMSE and MAE, overall and by how many training ratings the user / the item has.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Split
-from fusionrec.evaluation.metrics import METRIC_FUNCS, coverage, novelty, parse_metric
+from fusionrec.evaluation.metrics import METRIC_FUNCS, coverage, mae, novelty, parse_metric, rmse
 from fusionrec.ranking import mask_rows, top_k
 
 log = logging.getLogger("fusionrec")
@@ -22,6 +25,8 @@ log = logging.getLogger("fusionrec")
 DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 MASKING = ("train+valid", "train")
 ACTIVITY_BUCKETS = ((0, 10), (10, 50), (50, None))
+# training ratings of the pair's user / item; "0" holds items never rated in train (only content places them)
+RATING_ACTIVITY_BUCKETS = ((0, 1), (1, 5), (5, 20), (20, 100), (100, None))
 
 
 @dataclass
@@ -193,3 +198,63 @@ class _EvaluatorValidation:
 
 
 VALIDATOR = _EvaluatorValidation()
+
+
+@dataclass
+class RatingResult:
+    """RMSE / MAE over held-out ratings, and the same by training activity of the pair's user and item.
+
+    ``by_activity["users"]["5-19"]`` holds the pairs whose user has 5 to 19 training ratings.
+    """
+
+    metrics: dict[str, float]
+    n: int
+    by_activity: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {k: round(float(v), 6) for k, v in self.metrics.items()}
+        out["ratings"] = self.n
+        if self.by_activity:
+            out["rating_by_activity"] = self.by_activity
+        return out
+
+
+def evaluate_ratings(
+    model, target: sp.spmatrix, *, train: sp.spmatrix | None = None, clip: bool = True
+) -> RatingResult:
+    """RMSE and MAE of ``model.predict`` on the stored ratings of ``target`` (users × items, explicit).
+
+    With ``train`` given, predictions are clipped to the training ratings' range (``clip``) and the errors
+    are broken down by the training activity of each pair's user and item (:data:`RATING_ACTIVITY_BUCKETS`).
+    """
+    r = sp.csr_matrix(target, dtype=np.float32)
+    if r.nnz == 0:
+        raise ValueError("rating evaluation needs at least one held-out rating")
+    users = np.repeat(np.arange(r.shape[0], dtype=np.int64), np.diff(r.indptr))
+    items = r.indices.astype(np.int64)
+    actual = r.data.astype(np.float64)
+    pred = np.asarray(model.predict(users, items), dtype=np.float64)
+    by_activity: dict[str, dict[str, dict[str, float]]] = {}
+    if train is not None:
+        train = sp.csr_matrix(train)
+        if clip and train.nnz:
+            pred = np.clip(pred, float(train.data.min()), float(train.data.max()))
+        degree = {
+            "users": np.diff(train.indptr)[users],
+            "items": np.bincount(train.indices, minlength=train.shape[1])[items],
+        }
+        for side, deg in degree.items():
+            by_activity[side] = {}
+            for lo, hi in RATING_ACTIVITY_BUCKETS:
+                sel = (deg >= lo) & (deg < hi if hi is not None else True)
+                if not sel.any():
+                    continue
+                label = (str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}") if hi is not None else f">={lo}"
+                by_activity[side][label] = {
+                    "ratings": int(sel.sum()),
+                    "rmse": round(rmse(pred[sel], actual[sel]), 6),
+                    "mae": round(mae(pred[sel], actual[sel]), 6),
+                }
+    return RatingResult(
+        metrics={"rmse": rmse(pred, actual), "mae": mae(pred, actual)}, n=int(r.nnz), by_activity=by_activity
+    )

@@ -1,12 +1,15 @@
-"""Ranking metrics as pure, vectorised functions over a block of users.
+"""Ranking and rating metrics as pure, vectorised functions.
 
-Each takes ``hits`` — a boolean ``(n_users, K)`` matrix, True where the item at rank r is relevant — and
-``n_relevant`` (relevant items per user), and returns one value per user at cut-off ``k``.
+Each ranking metric takes ``hits`` — a boolean ``(n_users, K)`` matrix, True where the item at rank r is
+relevant — and ``n_relevant`` (relevant items per user), and returns one value per user at cut-off ``k``.
+The rating metrics (``rmse``, ``mae``) take predicted and true ratings, one per (user, item) pair.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from fusionrec.measures import mae, rmse  # noqa: F401  (pure; models use them too)
 
 METRICS = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit")
 
@@ -65,6 +68,9 @@ METRIC_FUNCS = {
     "mrr": mrr,
     "hit": hit_rate,
 }
+
+
+RATING_METRICS = ("rmse", "mae")
 
 
 def coverage(recommended: np.ndarray, n_items: int) -> float:

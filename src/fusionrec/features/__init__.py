@@ -11,42 +11,35 @@ Heavy libraries (torch, onnxruntime, sentence-transformers, OpenCV, scikit-learn
 extractor runs.
 """
 
-from fusionrec.features.base import (
-    AUDIO_EXTRACTORS,
-    EXTRACTORS,
-    IMAGE_EXTRACTORS,
-    TEXT_EXTRACTORS,
-    VIDEO_EXTRACTORS,
-    ExtractionReport,
-    Extractor,
-    extractor_for,
-    extractor_from_config,
-    get_extractor,
-)
-from fusionrec.features.extract import (
-    ExtractionResult,
-    extract_features,
-    extract_item_features,
-    extract_modality,
-    run_extraction,
-)
-from fusionrec.features.store import FeatureStore
+from __future__ import annotations
 
-__all__ = [
-    "AUDIO_EXTRACTORS",
-    "EXTRACTORS",
-    "IMAGE_EXTRACTORS",
-    "TEXT_EXTRACTORS",
-    "VIDEO_EXTRACTORS",
-    "ExtractionReport",
-    "ExtractionResult",
-    "Extractor",
-    "FeatureStore",
-    "extract_features",
-    "extract_item_features",
-    "extract_modality",
-    "extractor_for",
-    "extractor_from_config",
-    "get_extractor",
-    "run_extraction",
-]
+import importlib
+from typing import Any
+
+# names are imported on first use, so the light registry (the CLI's choices) loads without numpy
+_EXPORTS = {
+    "AUDIO_EXTRACTORS": "fusionrec.features.registry",
+    "EXTRACTORS": "fusionrec.features.registry",
+    "IMAGE_EXTRACTORS": "fusionrec.features.registry",
+    "TEXT_EXTRACTORS": "fusionrec.features.registry",
+    "VIDEO_EXTRACTORS": "fusionrec.features.registry",
+    "ExtractionReport": "fusionrec.features.base",
+    "Extractor": "fusionrec.features.base",
+    "extractor_for": "fusionrec.features.base",
+    "extractor_from_config": "fusionrec.features.base",
+    "get_extractor": "fusionrec.features.base",
+    "ExtractionResult": "fusionrec.features.extract",
+    "extract_features": "fusionrec.features.extract",
+    "extract_item_features": "fusionrec.features.extract",
+    "extract_modality": "fusionrec.features.extract",
+    "run_extraction": "fusionrec.features.extract",
+    "FeatureStore": "fusionrec.features.store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fusionrec.features' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

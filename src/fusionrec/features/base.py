@@ -25,29 +25,10 @@ import numpy as np
 
 from fusionrec.data.dataset import ItemContent
 from fusionrec.errors import ConfigError, DataError, NotFittedError
+from fusionrec.features.registry import EXTRACTORS, extractor_choices
 from fusionrec.params import convert_cli, type_errors
 
 log = logging.getLogger("fusionrec")
-
-# name → ("module:Class", kind). Kind says which side of ItemContent an extractor reads.
-EXTRACTORS: dict[str, tuple[str, str]] = {
-    "cnn": ("fusionrec.features.image_cnn:CNNExtractor", "image"),
-    "bovw": ("fusionrec.features.image_bovw:BoVWExtractor", "image"),
-    "color": ("fusionrec.features.image_color:ColorHistogramExtractor", "image"),
-    "sentence": ("fusionrec.features.text_sentence:SentenceExtractor", "text"),
-    "tfidf": ("fusionrec.features.text_tfidf:TfidfExtractor", "text"),
-    "lda": ("fusionrec.features.text_topics:LdaExtractor", "text"),
-    "wordvec": ("fusionrec.features.text_wordvec:WordVecExtractor", "text"),
-    "mfcc": ("fusionrec.features.audio_mfcc:MfccExtractor", "audio"),
-    "frames": ("fusionrec.features.video_frames:FramesExtractor", "video"),
-}
-
-KINDS = ("image", "text", "audio", "video")
-IMAGE_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "image")
-TEXT_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "text")
-AUDIO_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "audio")
-#: ``video`` also takes every image extractor's name: frames through that extractor, pooled
-VIDEO_EXTRACTORS = tuple(n for n, (_, k) in EXTRACTORS.items() if k == "video") + IMAGE_EXTRACTORS
 
 
 @dataclass
@@ -331,16 +312,6 @@ def extractor_kind(name: str) -> str:
     if name not in EXTRACTORS:
         raise ConfigError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
     return EXTRACTORS[name][1]
-
-
-def extractor_choices(kind: str) -> tuple[str, ...]:
-    """Names that :func:`extractor_for` accepts for ``kind`` (the CLI's choices)."""
-    return {
-        "image": IMAGE_EXTRACTORS,
-        "text": TEXT_EXTRACTORS,
-        "audio": AUDIO_EXTRACTORS,
-        "video": VIDEO_EXTRACTORS,
-    }[kind]
 
 
 def extractor_for(kind: str, name: str, **params: Any) -> Extractor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -201,6 +202,9 @@ class TorchRecommender(Recommender):
     is_torch = True
     #: whether each batch needs sampled negatives (BM3-style models may switch it off)
     uses_negatives: bool = True
+    #: Called as ``on_valid(epoch, value)`` after each validation (tuning prunes or stops on it); a true
+    #: return ends training with the best state so far. Not a hyperparameter.
+    on_valid: Callable[[int, float], bool | None] | None = None
 
     # ------------------------------------------------------------------ hooks
     def _build(self, user_items: sp.csr_matrix, features: Features | None) -> nn.Module:
@@ -385,6 +389,8 @@ class TorchRecommender(Recommender):
                         )
                         if bar is not None:
                             bar.set_postfix(post)
+                        break
+                    if self.on_valid is not None and self.on_valid(epoch, val):
                         break
                 if bar is not None:
                     bar.set_postfix(post)

@@ -60,7 +60,9 @@ class Recommender:
     - ``requires_features``: modalities the model cannot do without (``("*",)`` = at least one, any name);
     - ``uses_features``: whether item features change the model at all;
     - ``supports_cold_items``: whether ``item_vectors_from_features`` can place an item with content only;
-    - ``is_inner_product``: ``score == user_vectors() @ item_vectors().T`` (serving may use an ANN index).
+    - ``is_inner_product``: ``score == user_vectors() @ item_vectors().T`` (serving may use an ANN index);
+    - ``task``: ``"ranking"`` (scores order items; fitted on 1.0 per interaction) or ``"rating"`` (scores
+      are predicted ratings; fitted on a matrix of rating values and evaluated by RMSE / MAE).
     """
 
     name: ClassVar[str] = "base"
@@ -71,8 +73,12 @@ class Recommender:
     is_torch: ClassVar[bool] = False
     #: what ``score_parts`` returns (see there)
     explanation_kind: ClassVar[str] = "score-decomposition"
+    task: ClassVar[str] = "ranking"
     # Progress bars during fit; not a hyperparameter (the CLI's --quiet turns it off per instance).
     show_progress: bool = True
+    #: Hyper-parameters tuning may search: ``{param: ("int"|"float", low, high[, "log"])}`` or
+    #: ``{param: ("categorical", [choices])}``; empty = nothing worth tuning. Checked against the constructor.
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -201,6 +207,28 @@ class Recommender:
         ("score-decomposition": terms of the model's own formula; "model-share": weighted sub-model scores).
         """
         raise NotImplementedError(f"{self.name} does not break its scores into parts")
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of (user, item) pairs, ``users[n]`` × ``items[n]`` (predicted ratings for rating models).
+
+        The default scores the distinct users in blocks and picks the pairs' items; models that can score
+        a pair directly override it.
+        """
+        self.check_fitted()
+        users = np.asarray(users, dtype=np.int64).ravel()
+        items = np.asarray(items, dtype=np.int64).ravel()
+        if users.shape != items.shape:
+            raise ConfigError(f"predict got {len(users)} users for {len(items)} items; pass one per pair")
+        out = np.empty(len(users), np.float32)
+        uniq, row = np.unique(users, return_inverse=True)
+        order = np.argsort(row, kind="stable")
+        block = 256
+        bounds = np.searchsorted(row[order], np.arange(0, len(uniq) + block, block))
+        for b, start in enumerate(range(0, len(uniq), block)):
+            sel = order[bounds[b] : bounds[b + 1]]
+            scores = self.score(uniq[start : start + block])
+            out[sel] = scores[row[sel] - start, items[sel]]
+        return out
 
     def user_vectors(self) -> np.ndarray:
         raise NotImplementedError(f"{self.name} has no user vectors")

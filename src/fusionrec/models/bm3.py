@@ -52,6 +52,14 @@ class BM3(TorchFactorModel):
     """
 
     name = "bm3"
+    search_space = {
+        "factors": ("int", 32, 256, "log"),
+        "layers": ("int", 1, 3),
+        "dropout": ("float", 0.0, 0.8),
+        "align_weight": ("float", 0.01, 10.0, "log"),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
     requires_features = ("*",)
     uses_features = True
     uses_negatives = False

@@ -43,6 +43,11 @@ class BPRTorch(TorchFactorModel):
     """
 
     name = "bpr-torch"
+    search_space = {
+        "factors": ("int", 32, 256, "log"),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
 
     def __init__(
         self,

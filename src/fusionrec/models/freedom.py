@@ -74,6 +74,14 @@ class FREEDOM(TorchFactorModel):
     """
 
     name = "freedom"
+    search_space = {
+        "factors": ("int", 32, 256, "log"),
+        "neighbors": ("int", 5, 30),
+        "edge_dropout": ("float", 0.0, 0.95),
+        "item_layers": ("int", 1, 3),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
     requires_features = ("*",)
     uses_features = True
 

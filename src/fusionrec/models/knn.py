@@ -124,6 +124,13 @@ class ItemKNN(_HistoryMixin, Recommender):
     """
 
     name = "itemknn"
+    search_space = {
+        "neighbors": ("int", 5, 1000, "log"),
+        "similarity": ("categorical", ["cosine", "bm25"]),
+        "shrink": ("float", 0.0, 100.0),
+        "k1": ("float", 0.5, 3.0),
+        "b": ("float", 0.0, 1.0),
+    }
 
     def __init__(
         self,
@@ -180,6 +187,13 @@ class UserKNN(_HistoryMixin, Recommender):
     """
 
     name = "userknn"
+    search_space = {
+        "neighbors": ("int", 5, 500, "log"),
+        "similarity": ("categorical", ["cosine", "bm25"]),
+        "shrink": ("float", 0.0, 100.0),
+        "k1": ("float", 0.5, 3.0),
+        "b": ("float", 0.0, 1.0),
+    }
 
     def __init__(
         self,
@@ -257,6 +271,7 @@ class EASE(_HistoryMixin, Recommender):
     """
 
     name = "ease"
+    search_space = {"reg": ("float", 1.0, 1e4, "log")}
     max_items = 40_000
 
     def __init__(self, *, reg: float = 200.0) -> None:

@@ -50,6 +50,10 @@ class LateFusion(Recommender):
     """
 
     name = "late-fusion"
+    # Which models to fuse (sub-models at their defaults; `fit --model auto` fuses tuned ones instead).
+    search_space = {
+        "models": ("categorical", ["als,ease", "als,ease,itemknn", "als,ease,neural", "als,ease,freedom"]),
+    }
     uses_features = True
 
     def __init__(

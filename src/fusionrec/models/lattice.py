@@ -57,6 +57,13 @@ class LATTICE(ContentMixin, LightGCN):
     """
 
     name = "lattice"
+    search_space = {
+        "factors": ("int", 32, 256, "log"),
+        "neighbors": ("int", 5, 30),
+        "fixed_graph_weight": ("float", 0.5, 1.0),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
     requires_features = ("*",)
     uses_features = True
 

@@ -58,6 +58,12 @@ class LightGCN(TorchFactorModel):
     """
 
     name = "lightgcn"
+    search_space = {
+        "factors": ("int", 32, 256, "log"),
+        "layers": ("int", 1, 4),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
 
     def __init__(
         self,

@@ -65,6 +65,12 @@ class ALS(FactorModel):
     """
 
     name = "als"
+    search_space = {
+        "factors": ("int", 16, 512, "log"),
+        "reg": ("float", 1e-3, 100.0, "log"),
+        "alpha": ("float", 0.1, 50.0, "log"),
+        "epochs": ("int", 5, 30),
+    }
 
     def __init__(
         self,
@@ -119,6 +125,12 @@ class BPR(FactorModel):
     """
 
     name = "bpr"
+    search_space = {
+        "factors": ("int", 16, 256, "log"),
+        "learning_rate": ("float", 1e-3, 0.2, "log"),
+        "reg": ("float", 1e-4, 0.1, "log"),
+        "epochs": ("int", 20, 200, "log"),
+    }
 
     def __init__(
         self,

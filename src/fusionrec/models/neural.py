@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
+from fusionrec.measures import mae, rmse
 from fusionrec.models._torch import Batch, TorchRecommender, batch_l2, bpr_loss, to_numpy
 from fusionrec.models.fusion.content import ContentMixin, principal_basis
 from fusionrec.models.fusion.scoring import FUSIONS, masked_softmax_np
@@ -93,6 +94,13 @@ class NeuralFusion(ContentMixin, TorchRecommender):
     """
 
     name = "neural"
+    search_space = {
+        "factors": ("int", 16, 256, "log"),
+        "hidden": ("int", 16, 128, "log"),
+        "modality_dropout": ("float", 0.0, 0.5),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
     requires_features = ("*",)
     uses_features = True
     supports_cold_items = True
@@ -163,6 +171,11 @@ class NeuralFusion(ContentMixin, TorchRecommender):
     @property
     def uses_negatives(self) -> bool:  # type: ignore[override]
         return self.objective != "mse"
+
+    @property
+    def task(self) -> str:  # type: ignore[override]
+        """``objective="mse"`` predicts ratings (fit it with ``--task rating``); the others rank."""
+        return "rating" if self.objective == "mse" else "ranking"
 
     def _check_params(self) -> None:
         for value, allowed, what in (
@@ -579,25 +592,18 @@ class NeuralFusion(ContentMixin, TorchRecommender):
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def rating_metrics(model, ratings: sp.spmatrix, *, batch_size: int = 256) -> dict[str, float]:
-    """RMSE and MAE of ``model.score`` against the stored values of ``ratings`` (users × items, explicit).
+def rating_metrics(model, ratings: sp.spmatrix) -> dict[str, float]:
+    """RMSE and MAE of ``model.predict`` against the stored values of ``ratings`` (users × items, explicit).
 
-    Works for any model whose scores are rating predictions (``neural`` with ``objective="mse"``).
+    Works for any model whose scores are rating predictions (``neural`` with ``objective="mse"``); unclipped,
+    as the model predicts.
     """
-    r = sp.csr_matrix(ratings, dtype=np.float32)
+    r = sp.csr_matrix(ratings)
     if r.nnz == 0:
         raise ConfigError("rating_metrics needs at least one rating")
-    users = np.flatnonzero(np.diff(r.indptr) > 0)
-    sq, ab = 0.0, 0.0
-    for start in range(0, len(users), batch_size):
-        block = users[start : start + batch_size]
-        sub = r[block]
-        rows = np.repeat(np.arange(len(block)), np.diff(sub.indptr))
-        pred = model.score(block)[rows, sub.indices]
-        err = pred.astype(np.float64) - sub.data
-        sq += float((err**2).sum())
-        ab += float(np.abs(err).sum())
-    return {"rmse": float(np.sqrt(sq / r.nnz)), "mae": ab / r.nnz, "n": int(r.nnz)}
+    users = np.repeat(np.arange(r.shape[0], dtype=np.int64), np.diff(r.indptr))
+    pred = np.asarray(model.predict(users, r.indices.astype(np.int64)), dtype=np.float64)
+    return {"rmse": rmse(pred, r.data), "mae": mae(pred, r.data), "n": int(r.nnz)}
 
 
 def image_pixels(paths: Sequence[str | None], size: int = 32) -> Features:

@@ -27,6 +27,7 @@ _MODELS: dict[str, str] = {
     "late-fusion": "fusionrec.models.late_fusion:LateFusion",
     "neural": "fusionrec.models.neural:NeuralFusion",
     "lattice": "fusionrec.models.lattice:LATTICE",
+    "biased-mf": "fusionrec.models.biased_mf:BiasedMF",
 }
 
 
@@ -61,6 +62,8 @@ def describe_models() -> list[dict[str, Any]]:
                 "requires_features": list(cls.requires_features),
                 "uses_features": cls.uses_features,
                 "supports_cold_items": cls.supports_cold_items,
+                # "rating" models predict rating values; a property (neural) depends on the parameters
+                "task": cls.task if isinstance(cls.task, str) else "set by parameters",
             }
         )
     return out

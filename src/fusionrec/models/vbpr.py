@@ -61,6 +61,13 @@ class VBPR(ContentMixin, TorchFactorModel):
     """
 
     name = "vbpr"
+    search_space = {
+        "factors": ("int", 16, 256, "log"),
+        "reg_content": ("float", 1e-6, 1e-1, "log"),
+        "modality_dropout": ("float", 0.0, 0.5),
+        "learning_rate": ("float", 1e-4, 2e-2, "log"),
+        "reg": ("float", 1e-6, 1e-1, "log"),
+    }
     requires_features = ("*",)
     uses_features = True
     supports_cold_items = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from fusionrec.data import methods
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.feature_dir import modality_name
 from fusionrec.data.feature_dir import read_feature_dir as load_feature_dir
@@ -62,6 +63,8 @@ LOADERS: dict[str, Loader] = {
     ),
 }
 FORMATS = tuple(LOADERS)
+if FORMATS != methods.FORMATS:  # the CLI lists methods.FORMATS without importing the loaders
+    raise ImportError(f"fusionrec.data.methods.FORMATS must list {FORMATS}")
 
 _FLAGS = {"items_path": "--items", "text_cols": "--text-cols", "item_id_col": "--item-id-col"}
 

@@ -69,37 +69,67 @@ def load_table(path: Path, options: LoadOptions, *, parquet: bool) -> Dataset:
             )
     else:
         df = read_delimited(path, options.sep, required)
-    defaults = LoadOptions()
-    rating_col = resolve_column(df, path, "rating_col", options.rating_col, defaults.rating_col)
-    time_col = resolve_column(df, path, "time_col", options.time_col, defaults.time_col)
     items_df = None
     items_path = Path(options.items_path) if options.items_path else None
     if items_path is None and (path.parent / "items.csv").exists() and path.name != "items.csv":
         items_path = path.parent / "items.csv"
-    item_order = None
     if items_path is not None:
         # sniffed on its own: an items table often comes from elsewhere than the interactions
         items_df = read_delimited(items_path, None, [options.item_id_col], keep_default_na=False)
-        items_df = items_df.drop_duplicates(options.item_id_col)
-        item_order = items_df[options.item_id_col].astype(str).tolist()
-    users, items, uids, iids, ratings, ts, _ = interactions_from_frame(
+    return dataset_from_frames(
+        df,
+        options,
+        items=items_df,
+        base_dir=None if items_path is None else items_path.parent,
+        source=path,
+        name=path.stem,
+    )
+
+
+def dataset_from_frames(
+    df: pd.DataFrame,
+    options: LoadOptions,
+    *,
+    items: pd.DataFrame | None = None,
+    base_dir: Path | None = None,
+    source: Path | str = "interactions",
+    name: str = "frame",
+) -> Dataset:
+    """A data set from an interactions frame (columns named by ``options``) and an optional items frame
+    (``options.item_id_col``, text columns, image path); the items frame's order is the item order."""
+    source = Path(source)
+    for col in (options.user_col, options.item_col):
+        if col not in df.columns:
+            raise DataError(
+                f"{source}: no column {col!r} (found {list(df.columns)}); name yours with user_col/item_col"
+            )
+    defaults = LoadOptions()
+    rating_col = resolve_column(df, source, "rating_col", options.rating_col, defaults.rating_col)
+    time_col = resolve_column(df, source, "time_col", options.time_col, defaults.time_col)
+    item_order = None
+    if items is not None:
+        if options.item_id_col not in items.columns:
+            raise DataError(f"items table: no column {options.item_id_col!r} (found {list(items.columns)})")
+        items = items.drop_duplicates(options.item_id_col)
+        item_order = items[options.item_id_col].astype(str).tolist()
+    users, item_idx, uids, iids, ratings, ts, _ = interactions_from_frame(
         df,
         options.user_col,
         options.item_col,
-        path,
+        source,
         item_order=item_order,
         rating_col=rating_col,
         time_col=time_col,
     )
     content = None
-    if items_df is not None or options.image_dir:
-        table = None if items_df is None else items_df.set_index(options.item_id_col)
+    if items is not None or options.image_dir:
+        table = None if items is None else items.set_index(items[options.item_id_col].astype(str))
         content = item_content(
             iids,
             table,
             options.text_cols,
             image_col=options.image_col,
-            base_dir=None if items_path is None else items_path.parent,
+            base_dir=base_dir,
             image_dir=Path(options.image_dir) if options.image_dir else None,
         )
-    return Dataset(users, items, uids, iids, ratings=ratings, timestamps=ts, content=content, name=path.stem)
+    return Dataset(users, item_idx, uids, iids, ratings=ratings, timestamps=ts, content=content, name=name)
