@@ -49,7 +49,8 @@ def test_failed_write_leaves_old_artifact(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_artifact(art, tmp_path / "m")
     assert load_artifact(tmp_path / "m").model.name == "most-popular"
-    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp leftovers
+    # no temp leftovers: only the name and the one version directory it points at
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.v000001", "m"]
 
 
 def test_not_an_artifact(tmp_path):

@@ -15,6 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fusionrec"
 LAYERS = {
     "fusionrec": 0,  # __init__: the version only
     "errors": 0,
+    "files": 0,  # bounded reads of regular files
+    "params": 0,  # parameter types from signatures
     "ranking": 0,
     "measures": 0,  # RMSE / MAE, pure
     "distributed": 0,  # torch.distributed process group helpers, used by the trainer and the commands

@@ -41,3 +41,7 @@ class UnsupportedError(FusionrecError):
 
 class UnsupportedMediaError(FusionrecError):
     """An upload that is not what the endpoint accepts (e.g. not an image)."""
+
+
+class TooLargeError(DataError):
+    """Input over a configured size limit (an image declaring too many pixels, a file too big to read)."""

@@ -28,10 +28,26 @@ def build_model(
     """Create a registered model; ``seed`` fills ``random_state`` unless the params set it."""
     params = dict(params or {})
     model = create_model(name, params)
+    check_metric_params(model)
     if seed is not None and "random_state" in model.param_defaults() and "random_state" not in params:
         model.random_state = seed
     model.show_progress = show_progress
     return model
+
+
+def check_metric_params(model: Recommender) -> None:
+    """A metric given as a model parameter (``early_stop_metric=recal@20``) is refused before fitting, with
+    the valid names, instead of failing as a traceback when early stopping first runs."""
+    from fusionrec.errors import ConfigError
+    from fusionrec.evaluation.metrics import parse_metric
+
+    for key, value in model.get_params().items():
+        if key == "metric" or key.endswith("_metric"):
+            try:
+                for spec in [value] if isinstance(value, str) else value or []:
+                    parse_metric(str(spec))
+            except ValueError as e:  # ConfigError is a ValueError too
+                raise ConfigError(f"model {model.name!r} parameter {key}: {e}") from None
 
 
 #: early stopping ranks every item for at most this many valid users (a seeded sample beyond it): ranking all

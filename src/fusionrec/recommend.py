@@ -263,7 +263,7 @@ def rank_similar(view: ArtifactView, i: int, k: int, modality: str = "all") -> R
         elif view.unit_features:
             have = {m: u[i] for m, u in view.unit_features.items() if view.masks[m][i]}
             if not have:
-                raise DataError("this item has no content in any modality to compare by")
+                raise UnsupportedError("this item has no content in any modality to compare by")
             sims = fused_cosine(have, view.unit_features, view.masks)[0]
             source = "content, all modalities (mean cosine)"
         else:
@@ -276,7 +276,7 @@ def rank_similar(view: ArtifactView, i: int, k: int, modality: str = "all") -> R
             have_m = sorted(view.unit_features)
             raise ConfigError(f"no modality {modality!r} in this artifact; use one of {have_m + ['all']}")
         if not view.masks[modality][i]:
-            raise DataError(
+            raise UnsupportedError(  # 409, declared: the request is fine, the item lacks that content
                 f"item {view.art.item_ids.raw(i)!r} has no {modality} content; try another modality or 'all'"
             )
         sims = fused_cosine({modality: view.unit_features[modality][i]}, view.unit_features, view.masks)[0]

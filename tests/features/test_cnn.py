@@ -87,7 +87,9 @@ def test_custom_backbone_with_local_weights(tmp_path, monkeypatch):
     np.testing.assert_allclose(onnx.transform(images)[0], values, atol=1e-4)
     cfg = ext.config()
     assert cfg["dims"] == 8 and cfg["model"] == "tinynet_mod:build"
-    rebuilt = extractor_from_config(cfg)
+    with pytest.raises(ConfigError, match="never imported from a file"):
+        extractor_from_config(cfg)  # a config read back from a file may not name code
+    rebuilt = extractor_from_config(cfg, trusted=True)  # this one was built in this process
     np.testing.assert_allclose(rebuilt.transform(images)[0], values, atol=1e-4)
 
     # different weights → different identity (cache key) and different features

@@ -15,7 +15,7 @@ from serving_helpers import copy_artifact, free_port
 
 from fusionrec.artifacts import Artifact, forget_user, load_artifact
 from fusionrec.data.dataset import IdMap
-from fusionrec.errors import ConfigError, DataError
+from fusionrec.errors import ConfigError, UnknownUserError
 from fusionrec.models.base import Recommender
 from fusionrec.recommend import recommend_for_user
 from fusionrec.serving import catalog
@@ -93,7 +93,7 @@ def test_forget_follows_the_user_array_conventions():
     np.testing.assert_array_equal(out.user_history_indptr_, [0, 2, 2, 4])
     np.testing.assert_array_equal(out.user_history_indices_, [0, 1, 0, 3])
     assert out.n_users_ == 3
-    with pytest.raises(DataError, match="nothing to forget"):
+    with pytest.raises(UnknownUserError, match="nothing to forget"):
         forget_user(art, "zz")
     # per-user CSR rows under another name: refused, never silently kept
     m2 = Packed()

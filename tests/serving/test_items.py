@@ -146,8 +146,8 @@ def test_text_only_item_and_a_second_item(movies_template, tmp_path, client_for)
     assert r.status_code == 201 and r.json()["modalities"] == ["text"] and r.json()["items"] == 535
     # words outside the TF-IDF vocabulary give no text features, and there is no image: nothing to place it by
     r = c.post("/items", data={"id": "new-3", "title": "Qwzx blorft"})
-    assert r.status_code == 422 and "no modality could be extracted" in r.text
-    assert c.get("/items/new-1/similar", params={"modality": "image"}).status_code == 422  # no image content
+    assert r.status_code == 415 and "no modality could be extracted" in r.text
+    assert c.get("/items/new-1/similar", params={"modality": "image"}).status_code == 409  # no image content
     assert c.get("/items/new-1/similar", params={"modality": "text"}).status_code == 200
 
 
@@ -170,10 +170,10 @@ def test_upload_errors(movies_template, tmp_path, client_for, shared_data):
         ),
         ({"data": {"id": "x3"}, "files": {"image": ("a.png", poster[:200], "image/png")}}, 415, "image"),
         ({"data": {"id": "x4"}}, 422, "content"),
-        ({"data": {"id": "x5", "text": "   "}}, 422, "content"),
+        ({"data": {"id": "x5", "text": "   "}}, 422, "text"),
         ({"data": {"title": "no id"}}, 422, "id"),
         ({"data": {"id": "", "title": "empty id"}}, 422, ""),
-        ({"data": {"id": "a/b", "title": "slash"}}, 422, "item id"),
+        ({"data": {"id": "a/b", "title": "slash"}}, 422, "id"),
         ({"data": {"id": "1", "title": "exists"}}, 409, "already exists"),
         ({"data": {"id": "x6", "title": "t" * 1001}}, 422, ""),
     ]

@@ -67,7 +67,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split", choices=SPLITS, help="split method (default: the data's own split, else ratio 8:1:1)"
     )
-    p.add_argument("--seed", type=int, default=2026, help="seed for the split and the model")
+    p.add_argument("--seed", type=seed_value, default=2026, help="seed for the split and the model")
     p.add_argument(
         "--cold-fraction", type=float, default=0.2, help="cold-items split: fraction of items held out"
     )
@@ -109,6 +109,11 @@ def load_data(args: argparse.Namespace):
         merged.extractors.update(extra.extractors)
         merged.extractor_state.update(extra.extractor_state)
         ds = ds.with_features(merged)
+    if ds.features.extractors:
+        from fusionrec.features.base import validate_extractor_configs
+
+        # a manifest is data: its extractor configs are checked against the registry, nothing it names is run
+        validate_extractor_configs(ds.features.extractors, where=f"{args.data} / --features manifest.json")
     return ds
 
 
@@ -118,14 +123,33 @@ def make_split(ds, args: argparse.Namespace, task: str = "ranking"):
     return split_dataset(ds, args.split, seed=args.seed, cold_fraction=args.cold_fraction, task=task)
 
 
+def seed_value(text: str) -> int:
+    """``--seed``: an integer in 0..2**32-1 (what numpy's and torch's generators accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an integer; give a seed in 0..4294967295"
+        ) from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give a seed in 0..4294967295")
+    return value
+
+
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["factors=64", "learning_rate=0.01", "modalities=image,text"]`` → typed dict (JSON-ish values)."""
+    """``["factors=64", "learning_rate=0.01", "modalities=image,text"]`` → ``{key: CliText}``.
+
+    Each value stays text until the model or extractor that takes it converts it to its parameter's type
+    (``factors=abc`` then fails with the expected type instead of reaching the model as a string).
+    """
+    from fusionrec.params import CliText
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"bad --param {item!r}; write key=value (e.g. --param factors=64)")
-        out[key.strip().replace("-", "_")] = parse_value(value.strip())
+        out[key.strip().replace("-", "_")] = CliText(value.strip())
     return out
 
 

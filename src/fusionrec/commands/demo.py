@@ -36,6 +36,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--serve", action="store_true", help="start the HTTP server on the demo artifact afterwards"
     )
     p.add_argument("--port", type=int, default=8000, help="port for --serve")
+    p.add_argument(
+        "--models",
+        help="comma-separated subset of the demo models to compare (default: "
+        + ",".join(n for n, _ in DEMO_MODELS)
+        + ")",
+    )
     add_output_args(p)
 
 
@@ -45,12 +51,21 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.artifacts import save_artifact
     from fusionrec.data.loaders import LoadOptions, load_dataset
     from fusionrec.data.splits import split_dataset, split_summary
+    from fusionrec.errors import ConfigError
     from fusionrec.evaluation import evaluate
     from fusionrec.models.registry import get_model_class
     from fusionrec.pipeline import build_model, fit_artifact
     from fusionrec.recommend import recommend_for_user
 
     log = logging.getLogger("fusionrec")
+    models = DEMO_MODELS
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        known = [n for n, _ in DEMO_MODELS]
+        unknown = [m for m in wanted if m not in known]
+        if unknown or not wanted:
+            raise ConfigError(f"--models {args.models!r}: choose from {', '.join(known)}")
+        models = [(n, p) for n, p in DEMO_MODELS if n in wanted]
     ds = load_dataset("demo", options=LoadOptions(kcore=5))
     if args.images:
         from fusionrec.features import extract_features
@@ -66,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     split = split_dataset(ds, "ratio", seed=args.seed)
     log.info("demo data: %s; split %s", ds.summary(), split_summary(split))
     rows, best = [], None
-    for name, params in DEMO_MODELS:
+    for name, params in models:
         cls = get_model_class(name)
         if cls.requires_features and not len(ds.features):
             log.info("skipping %s: the demo data has no features", name)
@@ -77,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"model": name, **res.metrics, "fit_s": round(seconds, 2)})
         if best is None or res.metrics["ndcg@20"] > best[1]:
             best = (art, res.metrics["ndcg@20"], name)
-    assert best is not None
+    if best is None:
+        raise ConfigError(
+            "none of the chosen demo models can run on the demo data; choose others with --models"
+        )
     art, _, best_name = best
     art.info["test_metrics"] = next(r for r in rows if r["model"] == best_name)
     save_artifact(art, args.out)
@@ -102,5 +120,11 @@ def run(args: argparse.Namespace) -> int:
     if args.serve:
         from fusionrec.commands.serve import serve_artifact
 
-        return serve_artifact(args.out, host="127.0.0.1", port=args.port, print_examples=True)
+        return serve_artifact(
+            args.out,
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning" if args.quiet else "info",
+            print_examples=True,
+        )
     return 0

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 # what a model predicts: a ranking of items (implicit feedback) or rating values (explicit feedback)
 from fusionrec.data.methods import TASKS  # noqa: E402,F401  (re-exported; the CLI reads methods)
-from fusionrec.errors import ConfigError, DataError
+from fusionrec.errors import ConfigError, DataError, UnknownItemError, UnknownUserError
 
 log = logging.getLogger("fusionrec")
 
@@ -54,8 +54,20 @@ class IdMap:
         return self._index.get(str(raw), default)
 
     def indices(self, raws: Iterable[object], missing: int = -1) -> np.ndarray:
-        """Indices of many raw ids; unknown ones become ``missing``."""
+        """Indices of many raw ids; unknown ones become ``missing`` (use :meth:`require` to have them raise)."""
         return np.fromiter((self._index.get(str(r), missing) for r in raws), dtype=np.int64)
+
+    def require(self, raws: Iterable[object], kind: str = "item") -> np.ndarray:
+        """Indices of many raw ids; any unknown id raises ``UnknownUserError`` / ``UnknownItemError``
+        (``kind`` "user" or "item"), never a -1 that numpy would read as the last row."""
+        raws = list(raws)
+        idx = self.indices(raws)
+        if len(idx) and idx.min() < 0:
+            unknown = [str(r) for r, i in zip(raws, idx.tolist(), strict=True) if i < 0]
+            shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            error = UnknownUserError if kind == "user" else UnknownItemError
+            raise error(f"{len(unknown)} {kind} id(s) unknown ({len(self)} known): {shown}")
+        return idx
 
     def raw(self, idx: int | np.ndarray) -> str | np.ndarray:
         return self._ids[idx]

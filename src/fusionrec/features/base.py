@@ -6,7 +6,8 @@ content; the row is then all zeros and :class:`~fusionrec.data.dataset.Features`
 that learn from the corpus (BoVW codebook, TF-IDF vocabulary, LDA topics) implement ``fit``; their learned
 arrays round-trip through ``state()`` / ``load_state()`` so a server can rebuild the very same extractor.
 ``config()`` identifies the output completely (name, model, dims, parameters and, for fitted extractors,
-a hash of the learned state): the feature store keys its cache by it.
+a hash of the learned state): the feature store keys its cache by it. A config read back from a file is
+data: :func:`validate_extractor_config` checks it against this registry before anything is built from it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from fusionrec.data.dataset import ItemContent
 from fusionrec.errors import ConfigError, DataError, NotFittedError
 from fusionrec.features.registry import EXTRACTORS, extractor_choices
+from fusionrec.params import convert_cli, type_errors
 
 log = logging.getLogger("fusionrec")
 
@@ -235,6 +237,11 @@ class Extractor:
     def is_fitted(self) -> bool:
         return not self.needs_fit
 
+    @classmethod
+    def check_untrusted_params(cls, params: dict[str, Any], *, where: str) -> None:
+        """Refuse parameter values read from a file (``where``) that would import or run code; the default
+        extractor has none."""
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
@@ -346,6 +353,10 @@ def get_extractor(name: str, **params: Any) -> Extractor:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ConfigError(f"extractor {name!r} has no parameter(s) {unknown}; it accepts {sorted(accepted)}")
+    try:  # values typed on the command line become their parameter's type
+        params = convert_cli(params, inspect.signature(cls.__init__), f"extractor {name!r}")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return cls(**params)
 
 
@@ -357,10 +368,68 @@ def accepted_params(cls_or_name: type | str) -> list[str]:
     return [p for p in sig.parameters if p != "self"]
 
 
+def validate_extractor_config(config: Any, *, where: str) -> dict[str, Any]:
+    """Check an extractor config read from a file (``where``) against the registry; returns it.
+
+    The name must be registered, its kind match, and every parameter be one the extractor accepts, with a
+    value of the annotated type. Nothing the config names is imported or called: only the registry's own
+    modules are looked at, and each extractor refuses values that would run code
+    (:meth:`Extractor.check_untrusted_params`, e.g. a CNN backbone given as ``module:callable``). Raises
+    :class:`ConfigError` naming ``where``.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: an extractor config must be a JSON object, not {type(config).__name__}")
+    name = config.get("name")
+    if not isinstance(name, str) or name not in EXTRACTORS:
+        raise ConfigError(
+            f"{where}: unknown extractor {name!r}; registered extractors are {', '.join(EXTRACTORS)}"
+        )
+    module, cls_name = EXTRACTORS[name][0].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    kind = config.get("kind", cls.kind)
+    if kind != cls.kind:
+        raise ConfigError(f"{where}: extractor {name!r} reads {cls.kind} content, not {kind!r}")
+    params = config.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: extractor {name!r} params must be a JSON object")
+    sig = inspect.signature(cls.__init__)
+    unknown = sorted(k for k in params if k == "self" or k not in sig.parameters)
+    if unknown:
+        raise ConfigError(
+            f"{where}: extractor {name!r} has no parameter(s) {unknown}; it accepts {accepted_params(cls)}"
+        )
+    wrong = type_errors(params, sig)
+    if wrong:
+        raise ConfigError(
+            f"{where}: extractor {name!r} has parameter(s) of the wrong type: {'; '.join(wrong)}"
+        )
+    cls.check_untrusted_params(params, where=where)
+    return config
+
+
+def validate_extractor_configs(configs: Any, *, where: str) -> dict[str, dict[str, Any]]:
+    """:func:`validate_extractor_config` for each modality of a ``{modality: config}`` mapping."""
+    if not isinstance(configs, dict):
+        raise ConfigError(f"{where}: extractors must be a JSON object of modality → config")
+    return {
+        str(m): validate_extractor_config(c, where=f"{where} (modality {m!r})") for m, c in configs.items()
+    }
+
+
 def extractor_from_config(
-    config: dict[str, Any], state: dict[str, np.ndarray] | None = None, **runtime: Any
+    config: dict[str, Any],
+    state: dict[str, np.ndarray] | None = None,
+    *,
+    trusted: bool = False,
+    **runtime: Any,
 ) -> Extractor:
-    """Rebuild the extractor a ``config()`` describes (plus its learned ``state`` for fitted extractors)."""
+    """Rebuild the extractor a ``config()`` describes (plus its learned ``state`` for fitted extractors).
+
+    Configs come from manifests and artifacts, so they are validated against the registry first
+    (:func:`validate_extractor_config`); ``trusted=True`` skips that for a config built in this process.
+    """
+    if not trusted:
+        validate_extractor_config(config, where="extractor config")
     ext = get_extractor(config["name"], **config.get("params", {}), **runtime)
     if ext.needs_fit:
         if state is None:

@@ -6,6 +6,11 @@ a local weights file: a torchvision constructor name (``resnet18``) when torchvi
 when timm is, or ``package.module:callable`` returning a ``torch.nn.Module``; the classification head is
 dropped and the output is average-pooled over space (or tokens).
 
+A ``module:callable`` backbone runs code, so it is honoured only when given in this process (the Python API,
+or ``--image-param arch=...`` on the command line). A config read from a manifest or an artifact that names
+one is refused when it is loaded, unless the local operator allowed that exact backbone
+(:func:`allow_backbone`, ``fusionrec serve --allow-backbone``, ``$FUSIONREC_ALLOW_BACKBONES``).
+
 Throughput: the pooled network is exported to ONNX once (cached under the fusionrec cache directory, keyed by
 a hash of the weights) and run by onnxruntime, which on a small CPU is several times faster than eager torch;
 images are decoded and resized on a thread pool one batch ahead of inference. Without onnxruntime the same
@@ -44,7 +49,30 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "fusionrec"
 
 
+ENV_ALLOW_BACKBONES = "FUSIONREC_ALLOW_BACKBONES"
+_ALLOWED_BACKBONES: set[str] = set()
+
+
+def allow_backbone(spec: str) -> None:
+    """Let configs read from files use the custom backbone ``spec`` (``package.module:callable``)."""
+    if ":" not in spec:
+        raise ConfigError(f"--allow-backbone takes package.module:callable; got {spec!r}")
+    _ALLOWED_BACKBONES.add(spec)
+
+
+def allowed_backbones() -> set[str]:
+    env = {s.strip() for s in os.environ.get(ENV_ALLOW_BACKBONES, "").split(",") if s.strip()}
+    return _ALLOWED_BACKBONES | env
+
+
 def file_sha256(path: str | Path) -> str:
+    from fusionrec.errors import DataError
+    from fusionrec.files import check_regular
+
+    try:
+        check_regular(path)  # a weights "file" that is /dev/zero would hash forever
+    except DataError as e:
+        raise ConfigError(f"weights: {e}") from None
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -195,8 +223,8 @@ def _construct(arch: str) -> tuple[Any, bool]:
     try:
         import torchvision.models as tvm
 
-        if hasattr(tvm, arch):
-            return getattr(tvm, arch)(weights=None), False
+        if arch in tvm.list_models():  # a listed constructor, never an arbitrary attribute of the module
+            return tvm.get_model(arch, weights=None), False
     except ImportError:
         pass
     try:
@@ -274,6 +302,16 @@ class CNNExtractor(Extractor):
         self.backend: str | None = None  # "onnx" or "torch" once loaded
         if runtime not in ("auto", "onnx", "torch"):
             raise ConfigError(f"runtime must be auto, onnx or torch; got {runtime!r}")
+
+    @classmethod
+    def check_untrusted_params(cls, params: dict[str, Any], *, where: str) -> None:
+        arch = params.get("arch", DEFAULT_ARCH)
+        if isinstance(arch, str) and ":" in arch and arch not in allowed_backbones():
+            raise ConfigError(
+                f"{where}: CNN backbone {arch!r} names Python code, which is never imported from a file; "
+                "use a registered architecture (efficientnet-lite0, a torchvision or timm name), or, if you "
+                f"trust it, allow it locally with `fusionrec serve --allow-backbone {arch}`"
+            )
 
     # ------------------------------------------------------------------------------------------ identity
 

@@ -4,6 +4,11 @@ Every mode PIL knows (greyscale, CMYK, palette, 16-bit, with or without alpha) b
 pixels are composited on white (posters and product shots sit on light backgrounds). Anything that cannot be
 decoded (truncated JPEG, a text file named ``.jpg``, a zero-byte file, a missing path) raises
 :class:`ImageDecodeError` with the reason, which callers log and count as an absent item.
+
+Images are untrusted: a path must be a regular file of at most ``FUSIONREC_MAX_IMAGE_MB`` (default 50 MB)
+whose real location is inside the folder that names it (no link to ``/dev/zero`` or outside), and an image
+declaring more than ``FUSIONREC_MAX_IMAGE_PIXELS`` pixels (default 40 million) is refused from its header,
+before any pixel is decoded: a 140 KB PNG can declare 12000×12000 pixels (430 MB decoded).
 """
 
 from __future__ import annotations
@@ -21,8 +26,41 @@ import numpy as np
 ImageSource = str | os.PathLike | bytes | bytearray | np.ndarray  # arrays: decoded (h, w, 3) uint8 RGB frames
 
 
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_IMAGE_MB = 50.0
+ENV_MAX_PIXELS = "FUSIONREC_MAX_IMAGE_PIXELS"
+ENV_MAX_IMAGE_MB = "FUSIONREC_MAX_IMAGE_MB"
+
+
 class ImageDecodeError(Exception):
     """The bytes at a path are not a decodable image."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header declares more pixels than the limit (a decompression bomb, or just too big)."""
+
+
+def max_image_pixels() -> int:
+    """The pixel limit: ``$FUSIONREC_MAX_IMAGE_PIXELS`` or 40 million."""
+    return int(float(os.environ.get(ENV_MAX_PIXELS) or DEFAULT_MAX_PIXELS))
+
+
+def max_image_bytes() -> int:
+    """The file-size limit for image paths: ``$FUSIONREC_MAX_IMAGE_MB`` or 50 MB."""
+    return int(float(os.environ.get(ENV_MAX_IMAGE_MB) or DEFAULT_MAX_IMAGE_MB) * (1 << 20))
+
+
+def check_image_path(path: str | os.PathLike) -> None:
+    """Raise :class:`ImageDecodeError` unless ``path`` is a bounded regular file inside its folder."""
+    from fusionrec.errors import DataError
+    from fusionrec.files import check_regular
+
+    try:
+        check_regular(path, max_bytes=max_image_bytes())
+    except FileNotFoundError:
+        raise ImageDecodeError("file not found") from None
+    except DataError as e:
+        raise ImageDecodeError(str(e)) from None
 
 
 def open_rgb(source: ImageSource, draft_size: tuple[int, int] | None = None):
@@ -37,16 +75,27 @@ def open_rgb(source: ImageSource, draft_size: tuple[int, int] | None = None):
         if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3 or not source.size:
             raise ImageDecodeError(f"frame must be (h, w, 3) uint8; got {source.dtype} {source.shape}")
         return Image.fromarray(np.ascontiguousarray(source), "RGB")
+    if not isinstance(source, bytes | bytearray):
+        check_image_path(source)
+    limit = max_image_pixels()
     try:
         fp: Any = io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray) else Path(source)
         with warnings.catch_warnings():
-            # PIL warns (not raises) on some corrupt EXIF blocks and on huge images; both are fine here
+            # PIL warns (not raises) on some corrupt EXIF blocks and on huge images; the limit below decides
             warnings.simplefilter("ignore")
-            with Image.open(fp) as im:
+            with Image.open(fp) as im:  # reads the header only
+                w, h = im.size
+                if w * h > limit:
+                    raise ImageTooLargeError(
+                        f"{w}×{h} pixels is over the limit of {limit / 1e6:g} million "
+                        f"(set {ENV_MAX_PIXELS} to raise it)"
+                    )
                 if draft_size is not None and im.format == "JPEG":
                     im.draft("RGB", draft_size)
                 im.load()  # force a full decode so truncated files fail here, not later
                 return to_rgb(im)
+    except ImageDecodeError:
+        raise
     except FileNotFoundError:
         raise ImageDecodeError("file not found") from None
     except IsADirectoryError:

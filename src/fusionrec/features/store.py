@@ -54,6 +54,13 @@ def bytes_key(data: bytes) -> str:
 def file_key(path: str | os.PathLike, max_bytes: int | None = None) -> str:
     """Hash of a regular file's bytes; raises ``MediaDecodeError`` for anything else (FIFOs, devices,
     directories, files above ``max_bytes``) so hashing can neither block nor read without end."""
+    from fusionrec.errors import DataError
+    from fusionrec.files import check_regular
+
+    try:  # a link out of its folder is not followed (hashing it would read any file the link names)
+        check_regular(path)
+    except DataError as e:
+        raise MediaDecodeError(str(e)) from None
     h = hashlib.blake2b(b"file\0", digest_size=20)
     with open_regular(path, max_bytes if max_bytes is not None else sys.maxsize, allow_empty=True) as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -17,7 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
-from fusionrec.errors import ConfigError, NotFittedError
+from fusionrec.errors import ConfigError, DataError, NotFittedError, UnknownUserError
+from fusionrec.params import convert_cli, type_errors
 from fusionrec.ranking import mask_rows, ridge_fold_in, top_k
 
 log = logging.getLogger("fusionrec")
@@ -112,6 +113,14 @@ class Recommender:
                 f"model {cls.name!r} has no parameter(s) {unknown}; valid: "
                 + ", ".join(f"{k}={v!r}" for k, v in valid.items())
             )
+        sig = inspect.signature(cls.__init__)
+        try:  # values typed on the command line become their parameter's type
+            params = convert_cli(params, sig, f"model {cls.name!r}")
+        except ValueError as e:
+            raise ConfigError(f"{e} (--param KEY=VALUE)") from None
+        wrong = type_errors(params, sig)
+        if wrong:
+            raise ConfigError(f"model {cls.name!r}: parameter(s) of the wrong type: {'; '.join(wrong)}")
         return cls(**params)
 
     # ------------------------------------------------------------------ fitting
@@ -242,6 +251,14 @@ class Recommender:
         """
         self.check_fitted()
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        n_users = int(getattr(self, "n_users_", 0))
+        if scores is None and len(users) and (users.min() < 0 or users.max() >= n_users):
+            # an unknown raw id looked up leniently is -1, which numpy would read as the last user
+            bad = users[(users < 0) | (users >= n_users)]
+            raise UnknownUserError(
+                f"user index {int(bad[0])} is not in the model (users are 0..{n_users - 1}); look raw ids "
+                "up with IdMap.require(), which raises for unknown ids"
+            )
         # score() returns a fresh array (contract); caller-given scores are copied before masking
         scores = self.score(users) if scores is None else np.array(scores, dtype=np.float32, copy=True)
         if exclude is not None:
@@ -323,14 +340,44 @@ class Recommender:
         return out
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Recommender:
+        for key in [*arrays, *meta]:
+            # learned state is data in ``name_`` attributes; a file must not set methods or parameters
+            if not (
+                isinstance(key, str) and key.isidentifier() and key.endswith("_") and not key.startswith("_")
+            ):
+                raise DataError(f"model {self.name!r}: {key!r} is not a learned-state name (name_)")
         self._reset()
         for k, v in meta.items():
             setattr(self, k, v)
         for k, v in arrays.items():
             setattr(self, k, v)
+        self._check_state_shapes(arrays)
         self._after_load()
         self.fitted_ = True
         return self
+
+    def _check_state_shapes(self, arrays: dict[str, np.ndarray]) -> None:
+        """Loaded state must agree with itself: ``user_*_`` arrays have one row per user, item factors one per
+        item (an artifact whose user factors were cut short used to answer with a 500 on some users)."""
+        n_users, n_items = getattr(self, "n_users_", None), getattr(self, "n_items_", None)
+        for key, n in (("n_users_", n_users), ("n_items_", n_items)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise DataError(f"model {self.name!r}: {key} is {n!r}, not a count")
+        assert isinstance(n_users, int) and isinstance(n_items, int)
+        for k, v in arrays.items():
+            if k.startswith("user_") and k.endswith("_indptr_"):
+                want, got = n_users + 1, (v.shape[0] if v.ndim else -1)
+            elif k.startswith("user_") and not k.endswith(("_indices_", "_data_")):
+                want, got = n_users, (v.shape[0] if v.ndim else -1)
+            elif k in ("item_factors_", "item_bias_"):
+                want, got = n_items, (v.shape[0] if v.ndim else -1)
+            else:
+                continue
+            if got != want:
+                raise DataError(
+                    f"model {self.name!r}: {k} has {got} rows but the model has "
+                    f"{n_users} users and {n_items} items; the artifact is damaged, refit it"
+                )
 
     def _after_load(self) -> None:
         """Hook for models that rebuild derived state (e.g. an index) after loading."""

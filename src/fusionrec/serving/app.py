@@ -11,8 +11,11 @@ Endpoints (raw ids everywhere; JSON in and out; see ``/docs``):
 - ``DELETE /users/{user_id}``: forget a user (served model and artifact on disk).
 
 Bad input never reaches a 500: unknown ids are 404 with what to do instead, invalid parameters 422, an
-existing item id 409, an oversized upload 413 (checked while the body streams in, before it is parsed), a
-non-image upload 415. Nothing is ever unpickled: artifacts are JSON + safetensors + npz without pickle.
+existing item id 409, an oversized upload 413 (checked while the body streams in, before it is parsed), an
+image declaring too many pixels 413 (checked from its header, before decoding), a non-image upload 415, a
+malformed request 400. With API keys configured (:mod:`fusionrec.serving.auth`) a request without a valid key
+gets 401 and a read key on a mutating route 403. Every status is declared in ``/openapi.json`` with the body
+it carries. Nothing is ever unpickled: artifacts are JSON + safetensors + npz without pickle.
 """
 
 from __future__ import annotations
@@ -31,8 +34,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fusionrec import __version__, recommend
-from fusionrec.errors import ConfigError, DataError, NotFittedError, UnknownItemError, UnknownUserError
+from fusionrec.errors import (
+    ConfigError,
+    DataError,
+    NotFittedError,
+    TooLargeError,
+    UnknownItemError,
+    UnknownUserError,
+)
 from fusionrec.serving import catalog, schemas
+from fusionrec.serving.auth import ApiKeyAuth, ApiKeys
 from fusionrec.serving.state import (
     ConflictError,
     Ranked,
@@ -48,6 +59,8 @@ log = logging.getLogger("fusionrec")
 ENV_ARTIFACT = "FUSIONREC_ARTIFACT"
 ENV_MAX_UPLOAD_MB = "FUSIONREC_MAX_UPLOAD_MB"
 ENV_INDEX = "FUSIONREC_INDEX"
+# what POST /items accepts as a new id (checked again, after stripping, by the state)
+ITEM_ID_PATTERN = r"^[^\x00-\x1f\x7f/]*[^\x00-\x1f\x7f/\s][^\x00-\x1f\x7f/]*$"
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (UnknownUserError, 404),
@@ -55,6 +68,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (ConflictError, 409),
     (UnsupportedError, 409),
     (UnsupportedMediaError, 415),
+    (TooLargeError, 413),
     (ConfigError, 422),
     (DataError, 422),
     (NotFittedError, 503),
@@ -68,6 +82,7 @@ def create_app(
     index: str = "auto",
     watch: bool = True,
     fast_path: bool = True,
+    api_keys: ApiKeys | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the artifact at ``artifact_path``.
 
@@ -84,6 +99,9 @@ def create_app(
     fast_path
         Serve ``GET /users/{id}/recommendations`` by a lean route (same validation, about twice the
         throughput); False leaves it to the FastAPI route.
+    api_keys
+        Bearer keys guarding the mutating routes (and the reads, when read keys are given); None or empty:
+        every route is open (``fusionrec serve`` allows that on loopback only).
     """
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}")
@@ -95,32 +113,39 @@ def create_app(
     )
     app.state.serving = state
     app.add_middleware(BodyLimit, max_bytes=int(max_upload_mb * 1024 * 1024))
+    keys = api_keys or ApiKeys()
+    if keys.enabled:  # added last, so it runs first: a refused request costs nothing else
+        app.add_middleware(ApiKeyAuth, keys=keys, is_write=is_mutating)
+    app.state.api_keys = keys
 
     app.include_router(web_router(state))  # the page at / and its helper endpoints
     for exc_type, status in _STATUS:
         app.add_exception_handler(exc_type, _handler(status))
     app.add_exception_handler(OSError, _os_error)
 
-    @app.get("/healthz", response_model=schemas.Health, tags=["meta"])
+    common = _common_responses(keys)
+    post_common = {**common, 413: {"model": schemas.ErrorBody, "description": "request body too large"}}
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["meta"], responses=_common_responses(ApiKeys()))
     async def healthz() -> JSONResponse:
         snap = state.current()
         return JSONResponse({"status": "ok", "users": snap.n_users, "items": snap.n_items})
 
-    @app.get("/version", response_model=schemas.Version, tags=["meta"])
+    @app.get("/version", response_model=schemas.Version, tags=["meta"], responses=common)
     async def version() -> JSONResponse:
         return JSONResponse(state.describe())
 
     @app.get(
         "/users/{user_id}/recommendations",
         response_model=schemas.Recommendations,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**common, 404: {"model": schemas.ErrorBody}},
         tags=["recommendations"],
     )
     async def user_recommendations(
         user_id: Annotated[str, PathParam(description="raw user id")],
         k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
-        exclude_seen: bool = True,
-        explain: bool = False,
+        exclude_seen: schemas.QueryBool = True,
+        explain: schemas.QueryBool = False,
     ) -> JSONResponse:
         return _user_recommendations(state, user_id, k, exclude_seen, explain)
 
@@ -151,7 +176,7 @@ def create_app(
     @app.post(
         "/recommendations",
         response_model=schemas.Recommendations,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**post_common, 404: {"model": schemas.ErrorBody}},
         tags=["recommendations"],
     )
     async def fold_in_recommendations(body: schemas.FoldInRequest) -> JSONResponse:
@@ -163,7 +188,7 @@ def create_app(
     @app.get(
         "/items/{item_id}",
         response_model=schemas.ItemInfo,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={**common, 404: {"model": schemas.ErrorBody}},
         tags=["items"],
     )
     async def item(item_id: str) -> JSONResponse:
@@ -172,13 +197,19 @@ def create_app(
     @app.get(
         "/items/{item_id}/similar",
         response_model=schemas.SimilarItems,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={
+            **common,
+            404: {"model": schemas.ErrorBody},
+            409: {"model": schemas.ErrorBody, "description": "the item has no content to compare by"},
+        },
         tags=["items"],
     )
     async def similar(
         item_id: str,
         k: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 10,
-        modality: Annotated[str, Query(max_length=100, description="a modality name, or 'all'")] = "all",
+        modality: Annotated[
+            str, Query(max_length=100, description="a modality of this artifact, or 'all'")
+        ] = "all",
     ) -> JSONResponse:
         snap = state.current()
         ranked = recommend.rank_similar(snap.view, recommend.item_index(snap.view, item_id), k, modality)
@@ -195,22 +226,42 @@ def create_app(
         response_model=schemas.ItemCreated,
         status_code=201,
         responses={
+            **post_common,
             409: {"model": schemas.ErrorBody},
-            413: {"model": schemas.ErrorBody},
+            413: {
+                "model": schemas.ErrorBody,
+                "description": "upload too large, or an image with too many pixels",
+            },
             415: {"model": schemas.ErrorBody},
         },
         tags=["items"],
     )
     async def add_item(
-        item_id: Annotated[str, Form(alias="id", min_length=1, max_length=200, description="new item id")],
-        title: Annotated[str | None, Form(max_length=1000)] = None,
+        item_id: Annotated[
+            str,
+            Form(
+                alias="id", min_length=1, max_length=200, pattern=ITEM_ID_PATTERN, description="new item id"
+            ),
+        ],
+        title: Annotated[str | None, Form(max_length=1000, pattern=r"^$|\S")] = None,
         text: Annotated[
             str | None,
-            Form(max_length=100_000, description="text the text modality is made of (defaults to the title)"),
+            Form(
+                max_length=100_000,
+                pattern=r"^$|\S",
+                description="text the text modality is made of (defaults to the title)",
+            ),
         ] = None,
-        image: Annotated[UploadFile | None, File(description="image file (JPEG, PNG, WebP, ...)")] = None,
+        image: Annotated[
+            UploadFile | str | None, File(description="image file (JPEG, PNG, WebP, ...)")
+        ] = None,
     ) -> JSONResponse:
-        data = await image.read() if image is not None else None
+        if isinstance(
+            image, str
+        ):  # a part sent without a filename: its bytes, as the form parser decoded them
+            data: bytes | None = _form_field_bytes(image)
+        else:
+            data = await image.read() if image is not None else None
         if data is not None and not data:
             data = None
         # feature extraction (CNN / sentence model) is slow: keep it off the event loop
@@ -220,13 +271,124 @@ def create_app(
     @app.delete(
         "/users/{user_id}",
         response_model=schemas.UserForgotten,
-        responses={404: {"model": schemas.ErrorBody}},
+        responses={
+            **common,
+            404: {"model": schemas.ErrorBody},
+            409: {
+                "model": schemas.ErrorBody,
+                "description": "this model cannot forget a user; refit without it",
+            },
+        },
         tags=["users"],
     )
     async def forget(user_id: str) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(catalog.forget_user, state, user_id))
 
+    _customise_openapi(app, keys, sorted(state.current().unit_features))
     return app
+
+
+def is_mutating(method: str, path: str) -> bool:
+    """Routes that change the artifact: they need a write key."""
+    return method == "DELETE" or (method == "POST" and path.rstrip("/") == "/items")
+
+
+def _common_responses(keys: ApiKeys) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {
+        400: {"model": schemas.ErrorBody, "description": "malformed request"},
+        422: {"model": schemas.ValidationErrorBody, "description": "invalid parameters"},
+        503: {"model": schemas.ErrorBody, "description": "the artifact cannot be read or written right now"},
+    }
+    if keys.enabled:
+        out[401] = {"model": schemas.ErrorBody, "description": "no valid API key"}
+        out[403] = {"model": schemas.ErrorBody, "description": "a read key on a mutating route"}
+    return out
+
+
+def _customise_openapi(app: FastAPI, keys: ApiKeys, modalities: list[str]) -> None:
+    """What the route signatures cannot say: bearer security on exactly the routes the middleware guards, the
+    artifact's modality names, and that a new item needs some content (a text, a title or a non-empty image)."""
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = base_openapi()
+        components = spec.setdefault("components", {})
+        for name, schema in components.get("schemas", {}).items():
+            if name.startswith("Body_add_item"):
+                props = schema.get("properties", {})
+                given = {
+                    f: [v for v in props[f].get("anyOf", [props[f]]) if v.get("type") != "null"]
+                    for f in props
+                }
+                for variant in given.get("image", []):
+                    # a file part (clients and test generators read "binary" so), and an empty file is no image
+                    variant.update(format="binary", minLength=1)
+                # some content: a text or title with a non-space character (an empty field counts as absent)
+                needs = {f: {**given[f][0], "pattern": r"\S"} for f in ("text", "title") if given.get(f)}
+                needs.update({"image": given["image"][0]} if given.get("image") else {})
+                schema["anyOf"] = [{"required": [f], "properties": {f: v}} for f, v in needs.items()]
+        if keys.enabled:
+            components["securitySchemes"] = {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "fusionrec API key"}
+            }
+        for path, ops in spec.get("paths", {}).items():
+            for method, op in ops.items():
+                for param in op.get("parameters", []):
+                    if path == "/items/{item_id}/similar" and param.get("name") == "modality":
+                        param["schema"]["enum"] = ["all", *modalities]
+                responses = op.setdefault("responses", {})
+                if path not in ("/healthz", "/version"):  # unknown ids
+                    responses.setdefault(
+                        "404",
+                        {
+                            "description": "an id the model does not know",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                            },
+                        },
+                    )
+                for code, body in (
+                    ("400", "ErrorBody"),
+                    ("422", "ValidationErrorBody"),
+                    ("503", "ErrorBody"),
+                ):
+                    # routes mounted from other modules (the web page's) answer these too
+                    responses.setdefault(
+                        code,
+                        {
+                            "description": {"400": "malformed request", "422": "invalid parameters"}.get(
+                                code, "the artifact cannot be read or written right now"
+                            ),
+                            "content": {
+                                "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}
+                            },
+                        },
+                    )
+                guarded = keys.enabled and path != "/healthz"
+                guarded = guarded and (is_mutating(method.upper(), path) or keys.reads_need_key)
+                if guarded:
+                    op["security"] = [{"apiKey": []}]
+                    for code in ("401", "403"):
+                        responses.setdefault(
+                            code,
+                            {
+                                "description": "no valid API key"
+                                if code == "401"
+                                else "a read key on a write route",
+                                "content": {
+                                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                                },
+                            },
+                        )
+                else:
+                    op.get("responses", {}).pop("401", None)
+                    op.get("responses", {}).pop("403", None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:
@@ -239,6 +401,7 @@ def app_from_env() -> FastAPI:
         path,
         max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
         index=os.environ.get(ENV_INDEX, "auto"),
+        api_keys=ApiKeys.from_sources(),
     )
     freeze_startup_objects()
     return app
@@ -285,8 +448,9 @@ def _user_recommendations(
     return JSONResponse(_recs(snap, ranked, k, user_id, explanations))
 
 
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off"}
+# what the OpenAPI document promises for a boolean query parameter: true or false, nothing else
+_TRUE = {"true"}
+_FALSE = {"false"}
 
 
 def _query_int(query, name: str, default: int, lo: int, hi: int, errors: list) -> int:
@@ -345,6 +509,15 @@ def _query_bool(query, name: str, default: bool, errors: list) -> bool:
         }
     )
     return default
+
+
+def _form_field_bytes(value: str) -> bytes:
+    """The bytes of a multipart part read as text: Starlette decodes UTF-8 and falls back to Latin-1 (which
+    every image with a byte over 0x7f in its header, PNG and JPEG included, takes)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def _items(snap: Snapshot, ranked: Ranked, explanations: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from fusionrec.errors import (
     ConflictError,
     DataError,
     FusionrecError,
+    TooLargeError,
     UnsupportedError,
     UnsupportedMediaError,
 )
@@ -176,8 +177,8 @@ def _extract(snap: Snapshot, text: str | None, image: bytes | None) -> dict[str,
                 )
                 continue
             out[m] = v
-    if not out:
-        raise DataError(
+    if not out:  # the upload was well-formed but its content is unusable: 415, as for a non-image
+        raise UnsupportedMediaError(
             "no modality could be extracted from the given content (modalities: "
             f"{sorted(configs)}); send text for text modalities and a readable image for image ones"
         )
@@ -230,10 +231,12 @@ def _content_neighbours(snap: Snapshot, rows: dict[str, np.ndarray]) -> tuple[np
 
 def _check_image(data: bytes) -> None:
     """Refuse uploads that are not decodable images (415), before any extractor sees them."""
-    from fusionrec.features.images import ImageDecodeError, open_rgb
+    from fusionrec.features.images import ImageDecodeError, ImageTooLargeError, open_rgb
 
     try:
         open_rgb(data)
+    except ImageTooLargeError as e:  # a decompression bomb is refused from its header, before decoding
+        raise TooLargeError(f"the image upload is too large: {e}") from None
     except ImageDecodeError as e:
         raise UnsupportedMediaError(
             f"the image upload is not a readable image ({e}); send a JPEG, PNG or WebP file"

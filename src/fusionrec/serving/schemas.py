@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 MAX_K = 1000
 MAX_HISTORY = 5000
+
+
+def _query_bool(value: Any) -> Any:
+    """A boolean query parameter is ``true`` or ``false``, as the OpenAPI document says; ``0``/``yes`` are not."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+        raise ValueError("Input should be a valid boolean, unable to interpret input")
+    return value
+
+
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+
+
+def _json_int(value: Any) -> Any:
+    """An integer as JSON Schema has it: ``3`` and ``3.0`` are integers; ``true``, ``"3"`` and ``3.5`` are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be a valid integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("Input should be a valid integer, got a number with a fractional part")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
 
 
 class FoldInRequest(BaseModel):
@@ -15,13 +42,13 @@ class FoldInRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[str | int] = Field(
+    items: list[str | JsonInt] = Field(
         default_factory=list,
         max_length=MAX_HISTORY,
         description="raw item ids (strings or integers) the user interacted with; empty = most popular items",
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="number of recommendations")
-    exclude_seen: bool = Field(True, description="leave the given items out of the recommendations")
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description="number of recommendations")
+    exclude_seen: StrictBool = Field(True, description="leave the given items out of the recommendations")
 
 
 class ScoredItem(BaseModel):
@@ -91,4 +118,18 @@ class Version(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    detail: Any
+    detail: str = Field(description="what went wrong and what to do")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    """422: request validation issues (a list), or one message for a value the model or data rejects."""
+
+    detail: list[ValidationIssue] | str
