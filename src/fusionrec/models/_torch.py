@@ -53,6 +53,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "modality_dropout": 0.0,
     "feature_noise": 0.0,
     "n_neg": 1,
+    "min_batches": 0,
 }
 
 
@@ -100,6 +101,19 @@ def batch_l2(*tensors: torch.Tensor) -> torch.Tensor:
     """Squared L2 norm of the batch embeddings, halved and averaged over the batch (LightGCN's reg term)."""
     n = max(1, tensors[0].shape[0])
     return sum(t.pow(2).sum() for t in tensors) / (2.0 * n)
+
+
+def popularity_prior(user_items: sp.spmatrix) -> np.ndarray:
+    """Centred ``log(1 + training degree)`` per item, ``(n_items, 1)`` float32: a start for item biases.
+
+    BPR models whose item biases start at zero learn popularity only after many steps; on sparse data (a few
+    interactions per user, so a handful of minibatches per epoch) early stopping ran out of patience first
+    and left VBPR and the attention network below most-popular. Starting from this prior, the first epoch
+    already ranks like most-popular and training refines it.
+    """
+    deg = np.asarray((sp.csr_matrix(user_items) > 0).sum(axis=0), dtype=np.float64).ravel()
+    prior = np.log1p(deg)
+    return (prior - prior.mean()).astype(np.float32)[:, None]
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -190,10 +204,12 @@ class TorchRecommender(Recommender):
     Hyperparameters the trainer reads (a subclass exposes them as keyword-only constructor arguments; absent
     ones take ``TRAINER_DEFAULTS``): ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
     ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``early_stop_metric``, ``patience`` (evaluations
-    without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``.
+    without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``,
+    ``min_batches`` (an epoch has at least this many minibatches: the batch shrinks on small data).
 
     Learned scalars recorded after fit: ``epoch_seconds_`` (mean training seconds per epoch, validation
     excluded), ``best_epoch_`` (1-based; the last epoch when there is no validation), ``epochs_run_``,
+    ``batch_size_`` (the minibatch size used, after ``min_batches``),
     ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``.
     """
 
@@ -261,6 +277,7 @@ class TorchRecommender(Recommender):
 
         epochs = int(self._hp("epochs"))
         batch_size = int(self._hp("batch_size"))
+        min_batches = int(self._hp("min_batches"))
         lr = float(self._hp("learning_rate"))
         eval_every = max(1, int(self._hp("eval_every")))
         patience = int(self._hp("patience"))
@@ -289,6 +306,10 @@ class TorchRecommender(Recommender):
             users_np, items_np = positive_pairs(user_items)
             if len(users_np) == 0:
                 raise ConfigError(f"{self.name}: the training matrix has no interactions")
+            if min_batches > 0:
+                # A few thousand interactions in batches of 2048 made two steps per epoch: early stopping's
+                # patience (counted in epochs) ran out before the model learned anything beyond its start.
+                batch_size = max(1, min(batch_size, -(-len(users_np) // min_batches)))
             sampler = NegativeSampler(user_items, rng) if self.uses_negatives else None
             users_t = torch.from_numpy(users_np).to(device)
             items_t = torch.from_numpy(items_np).to(device)
@@ -362,6 +383,7 @@ class TorchRecommender(Recommender):
             self.epoch_seconds_ = float(np.mean(epoch_secs)) if epoch_secs else 0.0
             self.best_epoch_ = int(best_epoch)
             self.epochs_run_ = int(epoch)
+            self.batch_size_ = int(batch_size)
             self.best_valid_ = float(best_val) if np.isfinite(best_val) else None
             self.fit_device_ = device
         finally:
