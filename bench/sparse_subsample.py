@@ -35,10 +35,11 @@ def main() -> None:
     split = thin_train(split_dataset(ds, "given"), args.per_user, seed=args.seed)
     df = pd.read_csv(inter, sep="\t")
     train = split.train.tocoo()
-    kept = set(zip(train.row.tolist(), train.col.tolist(), strict=True))
+    n_items = split.train.shape[1]
+    kept = train.row.astype(np.int64) * n_items + train.col
+    keys = df["userID"].to_numpy(np.int64) * n_items + df["itemID"].to_numpy(np.int64)
     is_train = df["x_label"].to_numpy() == 0
-    pairs = zip(df["userID"].to_numpy().tolist(), df["itemID"].to_numpy().tolist(), strict=True)
-    keep = np.array([not t or pair in kept for t, pair in zip(is_train, pairs, strict=True)])
+    keep = ~is_train | np.isin(keys, kept)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df[keep].to_csv(out / inter.name, sep="\t", index=False)
