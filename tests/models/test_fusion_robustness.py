@@ -118,7 +118,7 @@ def test_content_models_do_not_fall_below_most_popular_on_sparse_users(name, ben
     model.show_progress = False
     model.fit(split.train, ds.features, valid=split.valid)
     assert evaluate(model, split, on="valid", masking="train").metrics["recall@20"] >= floor
-    # test: the valid-chosen epoch generalises (measured 0.103 and 0.085 against most-popular's 0.087)
+    # test: the valid-chosen epoch generalises (3 seeds: vbpr 0.094-0.101, neural 0.090-0.096; most-popular 0.087)
     test_floor = evaluate(popular, split, masking="train").metrics["recall@20"]
     assert evaluate(model, split, masking="train").metrics["recall@20"] >= 0.95 * test_floor
 
