@@ -89,8 +89,13 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_several_validation_metrics_are_averaged():
+    from fusionrec.evaluation import evaluate_scores
+
     m = _fit(models=["random", "vbpr"], params={"vbpr": VBPR_FAST}, metric="ndcg@3,recall@3")
-    assert m.weights_[0] < 0.5 and 0 < m.valid_score_ <= 1
+    train, valid = _split(checkerboard(60, 40))
+    res = evaluate_scores(m.score, valid, train, metrics=["ndcg@3", "recall@3"]).metrics
+    assert 0 < m.valid_score_ <= 1
+    assert m.valid_score_ == pytest.approx((res["ndcg@3"] + res["recall@3"]) / 2, abs=1e-6)
     with pytest.raises(ValueError, match="metric"):  # before any sub-model trains
         _fit(models=["random"], metric="recal@20")
 

@@ -159,3 +159,30 @@ def split_summary(split: Split) -> dict[str, int]:
 
 def csr_rows_nonempty(m: sp.csr_matrix) -> np.ndarray:
     return np.flatnonzero(np.diff(m.indptr) > 0)
+
+
+def thin_train(split: Split, per_user: int, seed: int = 0) -> Split:
+    """The same split with at most ``per_user`` random training interactions kept per user.
+
+    Valid and test are untouched, so the result measures how a model copes with sparse users (and with items
+    left with few or no training interactions) on the same targets.
+    """
+    if per_user < 1:
+        raise ConfigError(f"per_user must be a positive integer; got {per_user}")
+    train = sp.csr_matrix(split.train, dtype=np.float32)
+    rows = np.repeat(np.arange(train.shape[0]), np.diff(train.indptr))
+    # a random key per interaction; keep each user's per_user smallest keys
+    keys = np.random.RandomState(seed).random_sample(train.nnz)
+    order = np.lexsort((keys, rows))
+    rank = np.arange(train.nnz) - train.indptr[rows[order]]
+    keep = np.sort(order[rank < per_user])
+    thinned = sp.csr_matrix(
+        (train.data[keep], (rows[keep], train.indices[keep])), shape=train.shape, dtype=np.float32
+    )
+    return Split(
+        train=thinned,
+        valid=split.valid,
+        test=split.test,
+        name=f"{split.name}-thin{per_user}",
+        cold_items=split.cold_items,
+    )

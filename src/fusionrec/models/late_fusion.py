@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.models.base import Recommender
+from fusionrec.models.base import Recommender, Validator
 from fusionrec.models.fusion.scoring import fit_weights, zscore_rows
 
 log = logging.getLogger("fusionrec")
@@ -159,25 +159,21 @@ class LateFusion(Recommender):
         return names
 
     def _fit_weights(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> tuple[np.ndarray, float]:
-        validate = self._validator_for("fitting the fusion weights")
         metrics = self._metrics()
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         blocks = [zscore_rows(m.score(users)) for m in self._subs]
-        row = np.full(valid.shape[0], -1, np.int64)
-        row[users] = np.arange(len(users))
-
-        def objective(fused: np.ndarray) -> float:
-            res = validate(lambda u: fused[row[u]], valid, train, metrics, batch_size=len(users))
-            return float(np.mean([res[m] for m in metrics]))
-
-        solo = [objective(b) for b in blocks]
-        log.info(
-            "late-fusion: valid %s per model %s",
-            self.metric,
-            {n: round(s, 4) for n, s in zip(self.sub_names_, solo, strict=True)},
+        validate = self._validator_for("fitting the fusion weights")
+        return validation_weights(
+            validate,
+            blocks,
+            users,
+            train,
+            valid,
+            metrics,
+            self.grid,
+            labels=self.sub_names_,
+            what="late-fusion",
         )
-        init = np.ones(len(blocks))
-        return fit_weights(blocks, objective, grid=tuple(self.grid or DEFAULT_GRID), init=init)
 
     # ------------------------------------------------------------------ scoring
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -261,3 +257,36 @@ class LateFusion(Recommender):
             subs.append(m)
         self._subs = subs
         return self
+
+
+def validation_weights(
+    validate: Validator,
+    blocks: Sequence[np.ndarray],
+    users: np.ndarray,
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    metrics: Sequence[str],
+    grid: Sequence[float] | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    what: str = "fusion",
+) -> tuple[np.ndarray, float]:
+    """Weights of z-normalised score ``blocks`` (rows = ``users``) that maximise the mean of ``metrics`` on
+    ``valid`` (train items masked, scored by the ``validate`` callback), by :func:`fit_weights`' coordinate
+    search over ``grid``."""
+    row = np.full(valid.shape[0], -1, np.int64)
+    row[users] = np.arange(len(users))
+
+    def objective(fused: np.ndarray) -> float:
+        res = validate(lambda u: fused[row[u]], valid, train, metrics, batch_size=len(users))
+        return float(np.mean([res[m] for m in metrics]))
+
+    if labels is not None:
+        solo = [objective(b) for b in blocks]
+        log.info(
+            "%s: valid %s per part %s",
+            what,
+            ",".join(metrics),
+            {n: round(x, 4) for n, x in zip(labels, solo, strict=True)},
+        )
+    return fit_weights(blocks, objective, grid=tuple(grid or DEFAULT_GRID), init=np.ones(len(blocks)))

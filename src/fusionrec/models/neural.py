@@ -13,7 +13,14 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
 from fusionrec.measures import mae, rmse
-from fusionrec.models._torch import Batch, TorchRecommender, batch_l2, bpr_loss, to_numpy
+from fusionrec.models._torch import (
+    Batch,
+    TorchRecommender,
+    batch_l2,
+    bpr_loss,
+    popularity_prior,
+    to_numpy,
+)
 from fusionrec.models.fusion.content import ContentMixin, principal_basis
 from fusionrec.models.fusion.scoring import FUSIONS, masked_softmax_np
 
@@ -76,7 +83,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         Side of the raw images.
     text_modalities : list of str or None
         Modalities holding token ids (0 = padding; see :func:`text_tokens`), encoded by an embedding + LSTM.
-    epochs, learning_rate, batch_size, random_state, device, eval_every, patience, early_stop_metric
+    epochs, learning_rate, batch_size, min_batches, random_state, device, eval_every, patience, early_stop_metric
         Trainer settings (``models._torch``). With ``objective="mse"`` early stopping uses validation RMSE
         (``best_valid_`` is then −RMSE).
     reg : float
@@ -127,6 +134,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         learning_rate: float = 0.001,
         reg: float = 1e-4,
         batch_size: int = 2048,
+        min_batches: int = 16,
         modality_dropout: float = 0.0,
         feature_noise: float = 0.0,
         eval_every: int = 1,
@@ -154,6 +162,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         self.learning_rate = learning_rate
         self.reg = reg
         self.batch_size = batch_size
+        self.min_batches = min_batches
         self.modality_dropout = modality_dropout
         self.feature_noise = feature_noise
         self.eval_every = eval_every
@@ -218,6 +227,9 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         nn.init.normal_(module.item.weight, std=0.1)
         module.item_bias = nn.Embedding(n_items, 1)
         nn.init.zeros_(module.item_bias.weight)
+        if self.objective != "mse":  # ranking: start from popularity (see popularity_prior)
+            with torch.no_grad():
+                module.item_bias.weight.copy_(torch.from_numpy(popularity_prior(user_items)))
         module.encoders = nn.ModuleList()
         module.bases = []
         for j, (f, kind) in enumerate(zip(feats, self.modality_kinds_, strict=True)):

@@ -17,6 +17,7 @@ _MODELS: dict[str, str] = {
     "itemknn": "fusionrec.models.knn:ItemKNN",
     "userknn": "fusionrec.models.knn:UserKNN",
     "ease": "fusionrec.models.knn:EASE",
+    "content-knn": "fusionrec.models.content_knn:ContentKNN",
     "als": "fusionrec.models.mf:ALS",
     "bpr": "fusionrec.models.mf:BPR",
     "bpr-torch": "fusionrec.models.bpr_torch:BPRTorch",

@@ -9,7 +9,14 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.models._torch import Batch, TorchFactorModel, batch_l2, bpr_loss, to_numpy
+from fusionrec.models._torch import (
+    Batch,
+    TorchFactorModel,
+    batch_l2,
+    bpr_loss,
+    popularity_prior,
+    to_numpy,
+)
 from fusionrec.models.fusion.content import ContentMixin, principal_basis
 
 USER_CONTENT = ("shared", "per-modality")
@@ -44,7 +51,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         Wider modalities are first reduced to their top ``feature_dim`` principal directions (a fixed map
         folded into the exported projection; it makes each step several times cheaper on 1280-d CNN
         features). ``None`` keeps every dimension.
-    epochs, learning_rate, batch_size, random_state, device
+    epochs, learning_rate, batch_size, min_batches, random_state, device
         Trainer settings (see ``models._torch``).
     reg : float
         L2 weight on the batch's embeddings (``γ``, ``θ``, item biases).
@@ -86,6 +93,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         reg: float = 1e-3,
         reg_content: float = 1e-4,
         batch_size: int = 2048,
+        min_batches: int = 16,
         modality_dropout: float = 0.0,
         feature_noise: float = 0.0,
         eval_every: int = 1,
@@ -105,6 +113,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         self.reg = reg
         self.reg_content = reg_content
         self.batch_size = batch_size
+        self.min_batches = min_batches
         self.modality_dropout = modality_dropout
         self.feature_noise = feature_noise
         self.eval_every = eval_every
@@ -132,7 +141,8 @@ class VBPR(ContentMixin, TorchFactorModel):
         module.item_bias = nn.Embedding(n_items, 1)
         for emb in (module.user, module.item, module.theta):
             nn.init.normal_(emb.weight, std=0.1)
-        nn.init.zeros_(module.item_bias.weight)
+        with torch.no_grad():  # popularity as the starting bias (see popularity_prior)
+            module.item_bias.weight.copy_(torch.from_numpy(popularity_prior(user_items)))
         # Every modality's (reduced) features side by side, and ONE linear map whose rows are
         # [E (shared) or E_1 … E_M (per modality, block-diagonal), βᶜ]: a step is one gather and one product
         # (separate per-modality layers made VBPR's small steps overhead-bound).
