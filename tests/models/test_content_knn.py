@@ -8,6 +8,7 @@ from _support import checkerboard
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
+from fusionrec.evaluation import VALIDATOR
 from fusionrec.models import create_model
 
 
@@ -35,7 +36,9 @@ def test_validation_gate_switches_off_a_noise_modality():
     X, V = checkerboard(40, 30, seed=0), checkerboard(40, 30, seed=1)
     V = (V - V.multiply(X)).tocsr()
     V.eliminate_zeros()
-    model = create_model("content-knn", {"neighbors": 5}).fit(X, _group_features(30), valid=V)
+    model = create_model("content-knn", {"neighbors": 5}).fit(
+        X, _group_features(30), valid=V, validate=VALIDATOR
+    )
     gates = dict(zip(model.modalities_, model.weights_, strict=True))
     assert gates["signal"] == 1.0 and gates["noise"] < 0.3
     parts = model.modality_scores(np.arange(3))

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features, Split
 from fusionrec.data.loaders import demo_path, load_dataset, load_feature_dir
 from fusionrec.data.splits import split_dataset, thin_train
-from fusionrec.evaluation import evaluate
+from fusionrec.evaluation import VALIDATOR, evaluate
 from fusionrec.models import create_model
 from fusionrec.models._torch import popularity_prior
 
@@ -96,14 +96,14 @@ def test_small_data_still_gets_enough_steps_per_epoch():
 @pytest.mark.slow
 def test_fusion_beats_the_best_collaborative_model_on_sparse_users(benchmark_dir):
     ds, split = benchmark(benchmark_dir, per_user=5)
-    fused = recommended_fusion().fit(split.train, ds.features, valid=split.valid)
+    fused = recommended_fusion().fit(split.train, ds.features, valid=split.valid, validate=VALIDATOR)
     best = evaluate(fused, split, masking="train").metrics["recall@20"]
     cf = {"late-fusion(cf)": recommended_fusion(with_content=False)}
     for name in ("most-popular", "als", "ease", "itemknn"):
         cf[name] = create_model(name, CF_PARAMS.get(name, {}))
     for name, model in cf.items():
         model.show_progress = False
-        model.fit(split.train, ds.features, valid=split.valid)
+        model.fit(split.train, ds.features, valid=split.valid, validate=VALIDATOR)
         r20 = evaluate(model, split, masking="train").metrics["recall@20"]
         assert best > 1.05 * r20, (name, r20, best)
 
@@ -116,7 +116,7 @@ def test_content_models_do_not_fall_below_most_popular_on_sparse_users(name, ben
     floor = evaluate(popular, split, on="valid", masking="train").metrics["recall@20"]
     model = create_model(name)
     model.show_progress = False
-    model.fit(split.train, ds.features, valid=split.valid)
+    model.fit(split.train, ds.features, valid=split.valid, validate=VALIDATOR)
     assert evaluate(model, split, on="valid", masking="train").metrics["recall@20"] >= floor
     # test: the valid-chosen epoch generalises (3 seeds: vbpr 0.094-0.101, neural 0.090-0.096; most-popular 0.087)
     test_floor = evaluate(popular, split, masking="train").metrics["recall@20"]
@@ -126,11 +126,11 @@ def test_content_models_do_not_fall_below_most_popular_on_sparse_users(name, ben
 @pytest.mark.slow
 def test_a_pure_noise_modality_does_not_lower_the_fusion(benchmark_dir):
     ds, split = benchmark(benchmark_dir)
-    clean = recommended_fusion().fit(split.train, ds.features, valid=split.valid)
+    clean = recommended_fusion().fit(split.train, ds.features, valid=split.valid, validate=VALIDATOR)
     r_clean = evaluate(clean, split, masking="train").metrics["recall@20"]
     noisy_feats = Features({m: ds.features[m] for m in ds.features}, ds.features.masks)
     noisy_feats.add("noise", np.random.RandomState(7).normal(size=(ds.n_items, 64)).astype(np.float32))
-    noisy = recommended_fusion().fit(split.train, noisy_feats, valid=split.valid)
+    noisy = recommended_fusion().fit(split.train, noisy_feats, valid=split.valid, validate=VALIDATOR)
     r_noisy = evaluate(noisy, split, masking="train").metrics["recall@20"]
     gates = dict(zip(noisy.sub_models[-1].modalities_, noisy.sub_models[-1].weights_, strict=True))
     assert gates["noise"] <= 0.25 * max(gates["text"], gates["image"]), gates
