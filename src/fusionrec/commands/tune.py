@@ -134,7 +134,7 @@ def run_search(args: argparse.Namespace) -> int:
     from fusionrec.tuning import parse_budget, space_for, tune_model
 
     metric, metrics = _metric_names(args)
-    fixed = parse_params(args.param)
+    fixed = _typed_params(args.model, parse_params(args.param))
     budget = parse_budget(args.budget) if args.budget else (None if args.trials else 600.0)
     space_for(args.model, fixed)  # a bad declaration or unknown model fails before any data is loaded
     if build_model(args.model, fixed, seed=args.seed, show_progress=False).task == "rating":
@@ -308,3 +308,18 @@ def run_grid(args: argparse.Namespace) -> int:
         lines.append(f"artifact → {args.out}")
     emit(args, payload, "\n".join(lines))
     return 0
+
+
+def _typed_params(model: str, params: dict) -> dict:
+    """``--param`` text converted to the model's parameter types now: the search stores fixed values in its
+    study and hands them to every trial, where text would no longer be recognised as typed by hand."""
+    import inspect
+
+    from fusionrec.errors import ConfigError
+    from fusionrec.models.registry import get_model_class
+    from fusionrec.params import convert_cli
+
+    try:
+        return convert_cli(params, inspect.signature(get_model_class(model).__init__), f"model {model!r}")
+    except ValueError as e:
+        raise ConfigError(f"{e} (--param KEY=VALUE)") from None

@@ -51,7 +51,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "modality_dropout": 0.0,
     "feature_noise": 0.0,
     "n_neg": 1,
-    "min_batches": 0,
 }
 # Settings every torch model chooses itself (its constructor's defaults were picked on validation).
 MODEL_TRAINER_PARAMS = ("epochs", "learning_rate", "batch_size", "reg", "patience")
@@ -215,7 +214,8 @@ class TorchRecommender(Recommender):
     ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
     ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``early_stop_metric``, ``patience`` (evaluations
     without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``,
-    ``min_batches`` (an epoch has at least this many minibatches: the batch shrinks on small data).
+    ``min_batches`` (models that expose it: an epoch has at least this many minibatches, the batch
+    shrinks on small data).
 
     Learned scalars recorded after fit: ``epoch_seconds_`` (mean training seconds per epoch, validation
     excluded), ``best_epoch_`` (1-based; the last epoch when there is no validation), ``epochs_run_``,
@@ -296,7 +296,9 @@ class TorchRecommender(Recommender):
 
         epochs = int(self._hp("epochs"))
         batch_size = int(self._hp("batch_size"))
-        min_batches = int(self._hp("min_batches"))
+        # only models that train well on a few interactions per user expose it (vbpr, neural): the others keep
+        # their validated batch size on any data
+        min_batches = int(getattr(self, "min_batches", 0))
         lr = float(self._hp("learning_rate"))
         eval_every = max(1, int(self._hp("eval_every")))
         patience = int(self._hp("patience"))

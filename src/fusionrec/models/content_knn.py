@@ -50,6 +50,7 @@ class ContentKNN(_HistoryMixin, Recommender):
     """
 
     name = "content-knn"
+    search_space = {"neighbors": ("int", 5, 100, "log")}
     requires_features = ("*",)
     uses_features = True
 
