@@ -100,7 +100,7 @@ def convert_text(text: str, param: inspect.Parameter | None) -> Any:
     allowed = allowed_types(param) if param is not None else None
     low = text.strip().lower()
     if allowed is None:
-        return _json_ish(text)
+        return json_ish(text)
     if low in ("none", "null") and type(None) in allowed:
         return None
     if bool in allowed and low in ("true", "false", "yes", "no", "1", "0", "on", "off"):
@@ -120,7 +120,7 @@ def convert_text(text: str, param: inspect.Parameter | None) -> Any:
     if str in allowed and "," not in text and not text.lstrip().startswith(("[", "{")):
         return text  # "ndcg@20" for ``metric: str | Sequence[str]`` stays one name
     if dict in allowed or list in allowed:
-        value = _json_ish(text)
+        value = json_ish(text)
         if isinstance(value, str) and list in allowed:
             value = [value]
         if type_ok(value, allowed):
@@ -131,7 +131,7 @@ def convert_text(text: str, param: inspect.Parameter | None) -> Any:
     raise ValueError(f"{text!r} is not a valid {describe(param)}")
 
 
-def _json_ish(value: str) -> Any:
+def json_ish(value: str) -> Any:
     low = value.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -142,5 +142,5 @@ def _json_ish(value: str) -> Any:
     except json.JSONDecodeError:
         pass
     if "," in value:
-        return [_json_ish(v) for v in value.split(",") if v]
+        return [json_ish(v) for v in value.split(",") if v]
     return value

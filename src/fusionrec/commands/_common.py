@@ -154,18 +154,10 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
 
 def parse_value(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        pass
-    if "," in value:
-        return [parse_value(v) for v in value.split(",") if v]
-    return value
+    """A command-line value as JSON-ish data (true/false/none, numbers, lists split on commas)."""
+    from fusionrec.params import json_ish
+
+    return json_ish(value)
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:

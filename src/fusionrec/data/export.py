@@ -34,7 +34,8 @@ def split_labels(ds: Dataset, split: Split) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _atomic_dir(out: Path) -> Iterator[Path]:
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """A temporary directory beside ``out`` that replaces ``out`` when the block ends without error."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -51,7 +52,7 @@ def export_mmrec(ds: Dataset, split: Split, out: str | Path, *, name: str | None
     """Write ``<name>.inter`` (userID, itemID, rating, timestamp, x_label), user/item maps and features."""
     out = Path(out)
     name = name or ds.name
-    with _atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         df = pd.DataFrame({"userID": ds.users, "itemID": ds.items})
         if ds.ratings is not None:
             df["rating"] = ds.ratings
@@ -94,7 +95,7 @@ def export_recbole(ds: Dataset, split: Split, out: str | Path, *, name: str | No
     out = Path(out)
     name = name or ds.name
     labels = split_labels(ds, split)
-    with _atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         cols = {
             "user_id:token": ds.user_ids.raw_ids[ds.users],
             "item_id:token": ds.item_ids.raw_ids[ds.items],

@@ -8,14 +8,13 @@ each user's interactions comes from the user's favourite cluster, so clustered f
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fusionrec.data.export import atomic_dir
 from fusionrec.data.feature_dir import FEAT_SUFFIX, write_npy
 from fusionrec.errors import ConfigError
 
@@ -126,20 +125,12 @@ def write_synthetic(spec: SynthSpec, out: str | Path) -> Path:
     """Generate and write an MMRec atomic directory (``synth.inter`` + ``<modality>_feat.npy``), atomically."""
     users, items, features, _ = generate(spec)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data set is not
-    try:
+    with atomic_dir(out) as tmp:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data set is not
         ts = np.random.default_rng(spec.seed + 1).integers(1_500_000_000, 1_700_000_000, len(users))
         pd.DataFrame({"userID": users, "itemID": items, "timestamp": ts}).to_csv(
             tmp / "synth.inter", sep="\t", index=False
         )
         for name, values in features.items():
             write_npy(tmp / f"{name}{FEAT_SUFFIX}", values)  # float16 kept: large sets store them so
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
