@@ -154,3 +154,15 @@ def test_rating_task_fit_evaluate_recommend(tmp_path):
         "fit", *common, "--model", "most-popular", "--task", "rating", "--out", tmp_path / "x", check=False
     )
     assert bad.returncode == 2 and "does not predict ratings" in bad.stderr
+
+
+def test_evaluate_loads_the_data_as_the_artifact_was_fitted(tmp_path):
+    # regression: an artifact fitted with --kcore 5 failed to evaluate without it, with a fingerprint error
+    # that did not say which filter was missing
+    art = tmp_path / "pop"
+    fit = json.loads(fusionrec("fit", "--data", "demo", "--kcore", "5", "--model", "most-popular", "--out", art,
+                               "--json", "--quiet").stdout)  # fmt: skip
+    ev = json.loads(fusionrec("evaluate", art, "--data", "demo", "--json", "--quiet").stdout)
+    assert ev["recall@20"] == pytest.approx(fit["test"]["recall@20"])
+    bad = fusionrec("evaluate", art, "--data", "demo", "--kcore", "10", "--quiet", check=False)
+    assert bad.returncode == 2 and "kcore 5" in bad.stderr and "kcore 10" in bad.stderr

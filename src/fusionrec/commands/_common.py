@@ -34,7 +34,11 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag
     g.add_argument(
         "--min-rating", type=float, help="implicit feedback: keep ratings >= this (default: every row)"
     )
-    g.add_argument("--kcore", type=int, default=0, help="iterative k-core filter on users and items")
+    g.add_argument(
+        "--kcore",
+        type=int,
+        help="iterative k-core filter on users and items (evaluate: default the artifact's own)",
+    )
     g.add_argument("--user-col", default="user_id", help="tables / RecBole: user id column")
     g.add_argument("--item-col", default="item_id", help="tables / RecBole: item id column")
     g.add_argument(
@@ -91,7 +95,7 @@ def load_data(args: argparse.Namespace):
 
     opts = LoadOptions(
         rating_threshold=args.min_rating,
-        kcore=args.kcore,
+        kcore=args.kcore or 0,
         user_col=args.user_col,
         item_col=args.item_col,
         rating_col=_column(args.rating_col),
@@ -151,6 +155,24 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"bad --param {item!r}; write key=value (e.g. --param factors=64)")
         out[key.strip().replace("-", "_")] = CliText(value.strip())
     return out
+
+
+def load_record(args: argparse.Namespace) -> dict[str, Any]:
+    """How this command loaded its data: stored in artifacts so later commands load it the same way."""
+    return {
+        "data": str(args.data),
+        "format": args.data_format,
+        "kcore": int(args.kcore or 0),
+        "min_rating": args.min_rating,
+    }
+
+
+def apply_load_record(args: argparse.Namespace, recorded: dict[str, Any]) -> None:
+    """Load options not given on this command line take the values the artifact was fitted with."""
+    if args.kcore is None and recorded.get("kcore"):
+        args.kcore = int(recorded["kcore"])
+    if args.min_rating is None and recorded.get("min_rating") is not None:
+        args.min_rating = float(recorded["min_rating"])
 
 
 def parse_value(value: str) -> Any:

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--models {args.models!r}: choose from {', '.join(known)}")
         models = [(n, p) for n, p in DEMO_MODELS if n in wanted]
     ds = load_dataset("demo", options=LoadOptions(kcore=5))
+    log.info("demo data: the bundled MovieLens ratings, 5-core (users and items with >= 5 interactions)")
     if args.images:
         from fusionrec.features import extract_features
 
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             "none of the chosen demo models can run on the demo data; choose others with --models"
         )
     art, _, best_name = best
+    art.info["load"] = {"data": "demo", "format": None, "kcore": 5, "min_rating": None}
     art.info["test_metrics"] = next(r for r in rows if r["model"] == best_name)
     save_artifact(art, args.out)
     recs = recommend_for_user(art, args.user, k=10)

@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fusionrec.artifacts import load_artifact
-    from fusionrec.commands._common import load_data, make_split
+    from fusionrec.commands._common import apply_load_record, load_data, make_split
     from fusionrec.errors import DataError
     from fusionrec.evaluation import evaluate, evaluate_ratings
     from fusionrec.evaluation.metrics import parse_metric
@@ -54,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise DataError(str(e)) from None
     art = load_artifact(args.artifact)
+    recorded = art.info.get("load") or {}
+    apply_load_record(args, recorded)
     ds = load_data(args)
     if ds.item_ids != art.item_ids or ds.user_ids != art.user_ids:
+        fitted = ", ".join(f"{k} {v}" for k, v in recorded.items() if v is not None) or "not recorded"
         raise DataError(
-            f"{args.data} does not match the artifact's data (fingerprint {art.info.get('data_fingerprint')}); "
-            "evaluate on the data set the model was fitted on, with the same filters"
+            f"{args.data} (kcore {args.kcore or 0}, min-rating {args.min_rating}) does not match the artifact's "
+            f"data (fingerprint {art.info.get('data_fingerprint')}; fitted on: {fitted}); evaluate on the data "
+            "set the model was fitted on, with the same --kcore / --min-rating / --format"
         )
     task = resolve_task(art.model, args.task or art.info.get("task"))
     split = make_split(ds, args, task)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "auto":
         return run_auto(args)
     from fusionrec.artifacts import save_artifact
-    from fusionrec.commands._common import load_data, make_split
+    from fusionrec.commands._common import load_data, load_record, make_split
     from fusionrec.data.splits import split_summary
     from fusionrec.distributed import is_main_process
     from fusionrec.evaluation import evaluate, evaluate_ratings
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 0  # under torchrun every rank trains; rank 0 evaluates and writes the artifact
     if getattr(args, "command_line", None):
         art.info["command"] = shlex.join(args.command_line)
+    art.info["load"] = load_record(args)
     result = {
         "model": args.model,
         "params": model.get_params(),
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_auto(args: argparse.Namespace) -> int:
     from fusionrec.artifacts import save_artifact
-    from fusionrec.commands._common import load_data, make_split, table
+    from fusionrec.commands._common import load_data, load_record, make_split, table
     from fusionrec.data.splits import split_summary
     from fusionrec.errors import ConfigError, DataError
     from fusionrec.evaluation import evaluate
@@ -141,6 +142,7 @@ def run_auto(args: argparse.Namespace) -> int:
     art = make_artifact(ds, split, best.model, seconds=best.seconds, seed=args.seed)
     rows = res.rows()
     art.info["auto"] = {"metric": metric, "budget_s": budget, "families": rows, "skipped": res.skipped}
+    art.info["load"] = load_record(args)
     result = {
         "model": best.model_name,
         "params": best.model.get_params(),
