@@ -56,6 +56,29 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _AroundBars(logging.Handler):
+    """Log lines written between progress-bar redraws (tqdm.write), never glued into a bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # a log line must never take the command down
+            self.handleError(record)
+
+
+def _setup_logging(*, quiet: bool) -> None:
+    """The one ``fusionrec`` logger (the root logger is left to the application), plus quiet neighbours."""
+    logger = logging.getLogger("fusionrec")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler = _AroundBars()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, _AroundBars)] + [handler]
+    for noisy in ("faiss", "faiss.loader", "numexpr", "optuna", "mlflow", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,12 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    quiet = getattr(args, "quiet", False)
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    _setup_logging(quiet=getattr(args, "quiet", False))
     module = importlib.import_module(f"fusionrec.commands.{args.command.replace('-', '_')}")
     try:
         return int(module.run(args) or 0)

@@ -373,6 +373,13 @@ class Dataset:
         h.update("\n".join(self.item_ids.to_list()).encode())
         return h.hexdigest()[:16]
 
+    def __repr__(self) -> str:
+        mods = ", ".join(f"{k} {v}-d" for k, v in self.features.dims.items()) or "no features"
+        return (
+            f"Dataset({self.name!r}: {self.n_users} users, {self.n_items} items, "
+            f"{self.n_interactions} interactions, {mods})"
+        )
+
     def summary(self) -> dict[str, object]:
         density = self.n_interactions / max(1, self.n_users * self.n_items)
         return {

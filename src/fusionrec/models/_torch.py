@@ -419,10 +419,10 @@ class TorchRecommender(Recommender):
                             best_val,
                             best_epoch,
                         )
-                        if bar is not None:
-                            bar.set_postfix(post)
+                        _finish_bar(bar, post)
                         break
                     if self.on_valid is not None and self.on_valid(epoch, val):
+                        _finish_bar(bar, post)
                         break
                 if bar is not None:
                     bar.set_postfix(post)
@@ -496,6 +496,15 @@ class TorchRecommender(Recommender):
             total, count = distributed.all_reduce_sum(np.array([res[metric] * users, users]), device)
             return float(total / max(count, 1.0))
         return float(res[metric])
+
+
+def _finish_bar(bar, post: dict[str, Any]) -> None:
+    """A bar stopped early ends at the epoch it stopped at (not frozen part-way with an ETA for the rest)."""
+    if bar is not None:
+        bar.set_postfix(post)
+        bar.update(1)
+        bar.total = bar.n
+        bar.refresh()
 
 
 def _distributed_loss(model: TorchRecommender, module: nn.Module, world: distributed.World, probe: Batch):
