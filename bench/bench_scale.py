@@ -78,7 +78,14 @@ def run(quick: bool = False) -> list[dict]:
             r = _worker(model, size, params)
             key = "s_per_epoch" if "s_per_epoch" in r else "seconds"
             label = f"{model} {size[0]:.0e} users x {size[1]:.0e} items x {r['interactions']:.1e}"
-            rows.append({"bench": "scale", "case": label, "value": r[key], "unit": key.replace("_", "/")})
+            rows.append(
+                {
+                    "bench": "scale",
+                    "case": label,
+                    "value": r[key],
+                    "unit": {"s_per_epoch": "s/epoch", "seconds": "s"}[key],
+                }
+            )
             rows.append({"bench": "scale", "case": label, "value": r["peak_rss_mib"], "unit": "MiB peak RSS"})
             points.append((r["interactions"], r[key]))
             print(f"# scale {label}: {r} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
