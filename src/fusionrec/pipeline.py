@@ -44,8 +44,11 @@ def check_metric_params(model: Recommender) -> None:
     for key, value in model.get_params().items():
         if key == "metric" or key.endswith("_metric"):
             try:
-                for spec in [value] if isinstance(value, str) else value or []:
-                    parse_metric(str(spec))
+                specs = [value] if isinstance(value, str) else list(value or [])
+                # "recall@20,ndcg@20" names several (late fusion and content-knn average them)
+                for spec in (s.strip() for part in specs for s in str(part).split(",")):
+                    if spec:
+                        parse_metric(spec)
             except ValueError as e:  # ConfigError is a ValueError too
                 raise ConfigError(f"model {model.name!r} parameter {key}: {e}") from None
 
