@@ -100,3 +100,17 @@ def test_rating_evaluator_hand_computed_with_clipping_and_activity():
     assert items["1-4"] == {"ratings": 1, "rmse": 1.0, "mae": 1.0}
     unclipped = evaluate_ratings(_FixedRatings(table), test)
     assert unclipped.metrics["mae"] == pytest.approx((2 + 1 + 0.5) / 3) and not unclipped.by_activity
+
+
+def test_catalogue_metrics_at_their_own_cutoff():
+    # regression: --metrics coverage@20 was refused though coverage is listed among the metrics
+    rng = np.random.RandomState(0)
+    scores = rng.rand(30, 50).astype(np.float32)
+    target = sp.csr_matrix((rng.rand(30, 50) < 0.1).astype(np.float32))
+    res = evaluate_scores(lambda u: scores[u].copy(), target, None, metrics=("recall@10", "coverage@3"))
+    users = np.flatnonzero(np.diff(target.indptr) > 0)
+    top3 = np.argsort(-scores[users], axis=1)[:, :3]
+    assert res.extra["coverage@3"] == pytest.approx(len(np.unique(top3)) / 50)
+    assert "coverage@3" not in res.metrics and "recall@10" in res.metrics
+    only = evaluate_scores(lambda u: scores[u].copy(), target, None, metrics=("coverage@5",))
+    assert only.metrics == {} and 0 < only.extra["coverage@5"] <= 1

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics",
         default="recall@10,recall@20,ndcg@10,ndcg@20",
-        help="comma-separated NAME@K (precision, recall, f1, ndcg, map, mrr, hit)",
+        help="comma-separated NAME@K (precision, recall, f1, ndcg, map, mrr, hit; coverage, novelty)",
     )
     p.add_argument("--on", choices=["test", "valid"], default="test")
     p.add_argument(
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = [m for m in args.metrics.split(",") if m.strip()]
     for m in metrics:
         try:
-            parse_metric(m)
+            parse_metric(m, catalogue=True)
         except ValueError as e:
             raise DataError(str(e)) from None
     art = load_artifact(args.artifact)

@@ -17,7 +17,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Split
-from fusionrec.evaluation.metrics import METRIC_FUNCS, coverage, mae, novelty, parse_metric, rmse
+from fusionrec.evaluation.metrics import (
+    CATALOGUE_METRICS,
+    METRIC_FUNCS,
+    coverage,
+    mae,
+    novelty,
+    parse_metric,
+    rmse,
+)
 from fusionrec.ranking import mask_rows, top_k
 
 log = logging.getLogger("fusionrec")
@@ -62,8 +70,10 @@ def evaluate_scores(
 
     ``score_fn(users) -> (n, n_items)`` scores; ``exclude`` items are masked (set to -inf) first.
     """
-    specs = [parse_metric(m) for m in metrics]
-    max_k = max(k for _, k in specs)
+    parsed = [parse_metric(m, catalogue=True) for m in metrics]
+    specs = [(n, k) for n, k in parsed if n not in CATALOGUE_METRICS]
+    catalogue = [(n, k) for n, k in parsed if n in CATALOGUE_METRICS]
+    max_k = max(k for _, k in parsed)
     target = sp.csr_matrix(target)
     users = np.flatnonzero(np.diff(target.indptr) > 0)
     n_items = target.shape[1]
@@ -90,6 +100,11 @@ def evaluate_scores(
     extra = {f"coverage@{max_k}": coverage(all_recs, n_items)}
     if item_popularity is not None:
         extra[f"novelty@{max_k}"] = novelty(all_recs, item_popularity, target.shape[0])
+    for name, k in catalogue:  # asked for at their own cut-off
+        if name == "coverage":
+            extra[f"coverage@{k}"] = coverage(all_recs[:, :k], n_items)
+        elif item_popularity is not None:
+            extra[f"novelty@{k}"] = novelty(all_recs[:, :k], item_popularity, target.shape[0])
     by_activity = {}
     if train_degree is not None and len(users):
         deg = train_degree[users]

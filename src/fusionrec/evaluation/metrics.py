@@ -88,13 +88,19 @@ def novelty(recommended: np.ndarray, item_popularity: np.ndarray, n_users: int) 
     return float(np.mean(-np.log2(p)))
 
 
-def parse_metric(spec: str) -> tuple[str, int]:
-    """``"recall@20"`` → ("recall", 20). Raises ValueError with the valid names."""
+#: list-level metrics over the whole catalogue (not averaged over users)
+CATALOGUE_METRICS = ("coverage", "novelty")
+
+
+def parse_metric(spec: str, *, catalogue: bool = False) -> tuple[str, int]:
+    """``"recall@20"`` → ("recall", 20); with ``catalogue`` also ``coverage@K`` / ``novelty@K``. Raises
+    ValueError with the valid names."""
     name, _, k = spec.strip().lower().partition("@")
     aliases = {"hr": "hit", "hitrate": "hit", "hit_rate": "hit", "p": "precision", "r": "recall", "n": "ndcg"}
     name = aliases.get(name, name)
-    if name not in METRIC_FUNCS or not k.isdigit() or int(k) <= 0:
+    known = (*METRICS, *CATALOGUE_METRICS) if catalogue else METRICS
+    if name not in known or not k.isdigit() or int(k) <= 0:
         raise ValueError(
-            f"bad metric {spec!r}; write NAME@K with NAME in {', '.join(METRICS)} and K a positive integer"
+            f"bad metric {spec!r}; write NAME@K with NAME in {', '.join(known)} and K a positive integer"
         )
     return name, int(k)
