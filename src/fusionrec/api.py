@@ -231,13 +231,13 @@ def _aligned_features(
     ids = items.drop_duplicates(item_id_col)[item_id_col].astype(str).tolist()
     out = Features()
     pos = ds.item_ids.indices(ids)
+    first = ~items[item_id_col].astype(str).duplicated().to_numpy()  # the rows ``ids`` were taken from
     for name, values in features.items():
         values = np.asarray(values)
         if values.ndim != 2 or values.shape[0] != len(items):
             raise DataError(
                 f"features[{name!r}] must have one row per row of items ({len(items)}); got {values.shape}"
             )
-        first = ~items[item_id_col].astype(str).duplicated().to_numpy()
         rows = values[first]
         full = np.zeros((ds.n_items, rows.shape[1]), np.float32)
         present = np.zeros(ds.n_items, bool)

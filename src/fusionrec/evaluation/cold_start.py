@@ -82,16 +82,7 @@ def evaluate_cold_items(
     modalities, reg
         Content mapping options (default: every modality; penalty by GCV on warm items).
     """
-    if not len(ds.features):
-        raise DataError(
-            "the cold-item protocol needs item features; attach them with --features "
-            "(written by `fusionrec features`) or use data with *.npy feature files"
-        )
-    if not (model.is_inner_product or model.supports_cold_items):
-        raise ConfigError(
-            f"model {model.name!r} neither scores by inner products nor supports cold items; "
-            "choose als, bpr or another factor model"
-        )
+    _check_cold_inputs(ds, model)
     if on not in ("valid", "test"):
         raise ConfigError(f"on must be 'valid' or 'test'; got {on!r}")
     split = split_dataset(ds, "cold-items", seed=seed, cold_fraction=cold_fraction)
@@ -319,16 +310,7 @@ def evaluate_full_catalogue(
     """
     from fusionrec.models.cold import calibrate_cold_scores
 
-    if not len(ds.features):
-        raise DataError(
-            "the cold-item protocol needs item features; attach them with --features "
-            "(written by `fusionrec features`) or use data with *.npy feature files"
-        )
-    if not (model.is_inner_product or model.supports_cold_items):
-        raise ConfigError(
-            f"model {model.name!r} neither scores by inner products nor supports cold items; "
-            "choose als, bpr or another factor model"
-        )
+    _check_cold_inputs(ds, model)
     if not 0 <= tolerance < 1:
         raise ConfigError(f"tolerance must be in [0, 1); got {tolerance}")
     fc = full_catalogue_split(ds, seed=seed, cold_fraction=cold_fraction, targets=targets)
@@ -502,3 +484,17 @@ def format_full_catalogue(result: ColdResult) -> str:
         f"mapping {i['mapping']}"
     )
     return "\n".join(lines)
+
+
+def _check_cold_inputs(ds: Dataset, model: Recommender) -> None:
+    """Both cold-item protocols need item features and a model that can place items it never saw."""
+    if not len(ds.features):
+        raise DataError(
+            "the cold-item protocol needs item features; attach them with --features "
+            "(written by `fusionrec features`) or use data with *.npy feature files"
+        )
+    if not (model.is_inner_product or model.supports_cold_items):
+        raise ConfigError(
+            f"model {model.name!r} neither scores by inner products nor supports cold items; "
+            "choose als, bpr or another factor model"
+        )
