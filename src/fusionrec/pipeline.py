@@ -36,7 +36,7 @@ def build_model(
 
 
 def check_metric_params(model: Recommender) -> None:
-    """A metric given as a model parameter (``early_stop_metric=recal@20``) is refused before fitting, with
+    """A metric given as a model parameter (``valid_metric=recal@20``) is refused before fitting, with
     the valid names, instead of failing as a traceback when early stopping first runs."""
     from fusionrec.errors import ConfigError
     from fusionrec.evaluation.metrics import parse_metric

@@ -218,12 +218,12 @@ def tune_model(
             study.enqueue_trial(start)
     kept: dict[str, Any] = {}  # the best model fitted in this call: {"value", "number", "model"}
     is_torch = get_model_class(name).is_torch
-    with_stop_metric = "early_stop_metric" in get_model_class(name).param_defaults()
+    with_stop_metric = "valid_metric" in get_model_class(name).param_defaults()
 
     def objective(trial) -> float:
         params = {**fixed, **_suggest(trial, space)}
-        if with_stop_metric and "early_stop_metric" not in fixed:
-            params["early_stop_metric"] = metric  # prune and stop on the metric being tuned
+        if with_stop_metric and "valid_metric" not in fixed:
+            params["valid_metric"] = metric  # prune and stop on the metric being tuned
         model = build_model(name, params, seed=seed, show_progress=show_progress)
         stopped = {"budget": False}
         if is_torch:
@@ -281,8 +281,8 @@ def tune_model(
         )
     best = max(complete, key=lambda t: t.value)
     params = {**fixed, **best.params}
-    if with_stop_metric and "early_stop_metric" not in fixed:
-        params["early_stop_metric"] = metric
+    if with_stop_metric and "valid_metric" not in fixed:
+        params["valid_metric"] = metric
     refit = False
     if kept and kept["number"] == best.number:
         model = kept["model"]
@@ -370,7 +370,7 @@ class AutoResult:
 def _short_params(r: TuneResult) -> str:
     if r.model_name == "late-fusion" and isinstance(r.params.get("models"), list):
         return "models=" + "+".join(r.params["models"]) + " (each at its tuned setting)"
-    searched = {k: v for k, v in r.params.items() if k != "early_stop_metric"}
+    searched = {k: v for k, v in r.params.items() if k != "valid_metric"}
     return ", ".join(f"{k}={_fmt(v)}" for k, v in searched.items()) or "(defaults)"
 
 
@@ -516,7 +516,7 @@ def _fuse_best(
         if getattr(r.model, "best_epoch_", None):
             # the winner's best epoch: the same state again, without the patience epochs after it
             sub_params[r.model_name]["epochs"] = int(r.model.best_epoch_)
-    params = {"models": names, "params": sub_params, "metric": metric}
+    params = {"models": names, "params": sub_params, "valid_metric": metric}
     t0 = time.monotonic()
     model = build_model("late-fusion", params, seed=seed, show_progress=False)
     model.fit(split.train, features, valid=split.valid, validate=VALIDATOR)

@@ -112,7 +112,7 @@ def test_features_cli_audio_video_cache_hit_and_a_model_trains(clip_shop, tmp_pa
         "--param",
         "epochs=2",
         "--param",
-        "feature_dim=none",  # no PCA of the 2560-d video pools: an 8-item test needs none
+        "pca_dim=none",  # no PCA of the 2560-d video pools: an 8-item test needs none
         "--out",
         str(art),
         "--quiet",

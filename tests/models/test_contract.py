@@ -382,19 +382,27 @@ def test_forgetting_a_user_keeps_everyone_else_in_place(name):
 
 
 @pytest.mark.parametrize(
-    "name, old, new",
+    "name, old, new, value",
     [
-        ("freedom", "knn_k", "neighbors"),
-        ("freedom", "mm_layers", "item_layers"),
-        ("lattice", "knn_k", "neighbors"),
+        ("freedom", "knn_k", "neighbors", 3),
+        ("freedom", "mm_layers", "item_layers", 3),
+        ("lattice", "knn_k", "neighbors", 3),
+        ("bpr-torch", "early_stop_metric", "valid_metric", "ndcg@10"),
+        ("late-fusion", "metric", "valid_metric", "ndcg@10"),
+        ("content-knn", "metric", "valid_metric", "ndcg@10"),
+        ("vbpr", "feature_dim", "pca_dim", 3),
+        ("lattice", "feature_dim", "pca_dim", 3),
+        ("vbpr", "content_factors", "content_dim", 3),
+        ("lattice", "proj_dim", "content_dim", 3),
+        ("neural", "hidden", "attention_dim", 3),
     ],
 )
-def test_old_parameter_names_are_refused_with_the_new_one(name, old, new):
+def test_old_parameter_names_are_refused_with_the_new_one(name, old, new, value):
     # one vocabulary: a renamed parameter must not silently fall back to its default
     from fusionrec.models.registry import create_model
 
     with pytest.raises(ConfigError, match=f"'{old}' is now called '{new}'"):
-        create_model(name, {old: 3})
+        create_model(name, {old: value})
     # artifacts written before the rename still load
-    model = get_model_class(name).from_params({old: 3}, upgrade=True)
-    assert getattr(model, new) == 3
+    model = get_model_class(name).from_params({old: value}, upgrade=True)
+    assert getattr(model, new) == value

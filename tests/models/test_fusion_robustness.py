@@ -74,8 +74,7 @@ def test_bpr_content_models_start_from_popularity():
         model = create_model(name, {"factors": 4, "epochs": 1, "learning_rate": 1e-5, "batch_size": 4096})
         model.show_progress = False
         model.fit(X, feats)
-        parts = model.score_parts if name == "vbpr" else model.modality_contributions
-        bias = parts(np.zeros(1, np.int64), np.arange(60)[None, :])["bias"][0]
+        bias = model.score_parts(np.zeros(1, np.int64), np.arange(60)[None, :])["bias"][0]
         assert np.corrcoef(bias, prior)[0, 1] > 0.99, name
 
 

@@ -48,7 +48,7 @@ def _fit(**kw) -> LateFusion:
 
 
 def test_weights_switch_off_a_useless_model():
-    m = _fit(models=["random", "vbpr"], params={"vbpr": VBPR_FAST}, metric="ndcg@3")
+    m = _fit(models=["random", "vbpr"], params={"vbpr": VBPR_FAST}, valid_metric="ndcg@3")
     assert m.sub_names_ == ["random", "vbpr"]
     w = dict(zip(m.sub_names_, m.weights_, strict=True))
     assert w["vbpr"] == 1.0 and w["random"] < 0.5
@@ -91,13 +91,13 @@ def test_save_load_round_trip(tmp_path):
 def test_several_validation_metrics_are_averaged():
     from fusionrec.evaluation import evaluate_scores
 
-    m = _fit(models=["random", "vbpr"], params={"vbpr": VBPR_FAST}, metric="ndcg@3,recall@3")
+    m = _fit(models=["random", "vbpr"], params={"vbpr": VBPR_FAST}, valid_metric="ndcg@3,recall@3")
     train, valid = _split(checkerboard(60, 40))
     res = evaluate_scores(m.score, valid, train, metrics=["ndcg@3", "recall@3"]).metrics
     assert 0 < m.valid_score_ <= 1
     assert m.valid_score_ == pytest.approx((res["ndcg@3"] + res["recall@3"]) / 2, abs=1e-6)
     with pytest.raises(ValueError, match="metric"):  # before any sub-model trains
-        _fit(models=["random"], metric="recal@20")
+        _fit(models=["random"], valid_metric="recal@20")
 
 
 def test_configuration_errors():

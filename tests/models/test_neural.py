@@ -102,7 +102,7 @@ def test_item_level_attention_skips_missing_modalities():
 def test_cold_items_and_any_modality_names():
     r = checkerboard()
     feats = group_features(names=("audio", "lyrics", "video"))
-    m = _model(feature_dim=3).fit(r, feats)
+    m = _model(pca_dim=3).fit(r, feats)
     assert m.modalities_ == ["audio", "lyrics", "video"]
     full = m.item_vectors_from_features({n: feats[n] for n in feats})
     d = m.factors

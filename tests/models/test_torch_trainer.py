@@ -102,7 +102,7 @@ def test_eval_every_spaces_validation():
 def test_bad_settings_say_what_to_do():
     board = checkerboard()
     with pytest.raises(ValueError, match="bad metric"):
-        _fast(early_stop_metric="recal20").fit(board, valid=board, validate=VALIDATOR)
+        _fast(valid_metric="recal20").fit(board, valid=board, validate=VALIDATOR)
     # models do not import the evaluation layer: early stopping needs the evaluator passed in
     with pytest.raises(ConfigError, match="validate=fusionrec.evaluation.VALIDATOR"):
         _fast().fit(board, valid=board)

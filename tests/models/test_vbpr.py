@@ -65,11 +65,11 @@ def test_score_parts_sum_to_score():
     np.testing.assert_allclose(total, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("feature_dim", [None, 3])  # 3: features reduced to principal directions first
-def test_cold_item_vector_from_content_ranks_with_its_group(feature_dim):
+@pytest.mark.parametrize("pca_dim", [None, 3])  # 3: features reduced to principal directions first
+def test_cold_item_vector_from_content_ranks_with_its_group(pca_dim):
     r = checkerboard()
     feats = group_features(r.shape[1])
-    m = _model(feature_dim=feature_dim).fit(r, feats)
+    m = _model(pca_dim=pca_dim).fit(r, feats)
     assert m.content_proj_0_.shape == (6, 8)  # always from the raw feature size
     # a new group-0 item: feature 0 high in both modalities
     rows = {n: feats[n][[0, 1]] for n in feats}  # item 0 (group 0), item 1 (group 1)

@@ -97,6 +97,6 @@ def movies_vbpr_template(tmp_path_factory, movies_dataset) -> Path:
     return _fit(
         movies_dataset,
         "vbpr",
-        {"factors": 16, "epochs": 5, "feature_dim": 32},
+        {"factors": 16, "epochs": 5, "pca_dim": 32},
         tmp_path_factory.mktemp("t") / "vbpr",
     )

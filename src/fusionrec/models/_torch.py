@@ -47,7 +47,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "random_state": 0,
     "device": "cpu",
     "eval_every": 1,
-    "early_stop_metric": "recall@20",
+    "valid_metric": "recall@20",
     "modality_dropout": 0.0,
     "feature_noise": 0.0,
     "n_neg": 1,
@@ -212,7 +212,7 @@ class TorchRecommender(Recommender):
     Hyperparameters the trainer reads (keyword-only constructor arguments of the subclass, which must expose
     ``MODEL_TRAINER_PARAMS``; shared ones it lacks take ``TRAINER_DEFAULTS``):
     ``epochs``, ``learning_rate``, ``batch_size``, ``reg``, ``random_state``,
-    ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``early_stop_metric``, ``patience`` (evaluations
+    ``device`` ("cpu", "cuda", "auto"), ``eval_every``, ``valid_metric``, ``patience`` (evaluations
     without improvement before stopping), ``modality_dropout``, ``feature_noise``, ``n_neg``,
     ``min_batches`` (models that expose it: an epoch has at least this many minibatches, the batch
     shrinks on small data).
@@ -303,7 +303,7 @@ class TorchRecommender(Recommender):
         eval_every = max(1, int(self._hp("eval_every")))
         patience = int(self._hp("patience"))
         n_neg = max(1, int(self._hp("n_neg")))
-        metric = str(self._hp("early_stop_metric"))
+        metric = str(self._hp("valid_metric"))
         if valid is not None and valid.nnz > 0:
             self._validator_for("early stopping").check([metric])  # fail early on a typo
         if epochs < 1 or batch_size < 1 or lr <= 0:

@@ -30,6 +30,12 @@ RENAMED: dict[str, str] = {
     "knn_k": "neighbors",
     "mm_layers": "item_layers",
     "lambda_coeff": "fixed_graph_weight",
+    "early_stop_metric": "valid_metric",
+    "metric": "valid_metric",
+    "feature_dim": "pca_dim",
+    "content_factors": "content_dim",
+    "proj_dim": "content_dim",
+    "hidden": "attention_dim",
 }
 
 

@@ -38,7 +38,7 @@ class BM3(TorchFactorModel):
         Weight of the modality alignment losses.
     reg : float
         L2 weight on the batch's propagated user and item embeddings.
-    epochs, learning_rate, batch_size, eval_every, patience, early_stop_metric, random_state, device
+    epochs, learning_rate, batch_size, eval_every, patience, valid_metric, random_state, device
         Shared trainer settings (see ``fusionrec.models._torch``).
     modality_dropout, feature_noise : float
         Training-time feature augmentation before the projections.
@@ -77,7 +77,7 @@ class BM3(TorchFactorModel):
         batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
-        early_stop_metric: str = "recall@20",
+        valid_metric: str = "recall@20",
         modality_dropout: float = 0.0,
         feature_noise: float = 0.0,
         modalities: Sequence[str] | str | None = None,
@@ -94,7 +94,7 @@ class BM3(TorchFactorModel):
         self.batch_size = batch_size
         self.eval_every = eval_every
         self.patience = patience
-        self.early_stop_metric = early_stop_metric
+        self.valid_metric = valid_metric
         self.modality_dropout = modality_dropout
         self.feature_noise = feature_noise
         self.random_state = random_state

@@ -28,9 +28,9 @@ class BPRTorch(TorchFactorModel):
         L2 weight on the batch's user, positive and negative embeddings.
     batch_size : int
         Training triples per step.
-    eval_every, patience, early_stop_metric
+    eval_every, patience, valid_metric
         Validation schedule: evaluate every ``eval_every`` epochs, stop after ``patience`` evaluations
-        without improvement of ``early_stop_metric``; the best-valid epoch's embeddings are kept.
+        without improvement of ``valid_metric``; the best-valid epoch's embeddings are kept.
     random_state : int
         Seed for initialisation, negatives and batch order.
     device : str
@@ -59,7 +59,7 @@ class BPRTorch(TorchFactorModel):
         batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
-        early_stop_metric: str = "recall@20",
+        valid_metric: str = "recall@20",
         random_state: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -70,7 +70,7 @@ class BPRTorch(TorchFactorModel):
         self.batch_size = batch_size
         self.eval_every = eval_every
         self.patience = patience
-        self.early_stop_metric = early_stop_metric
+        self.valid_metric = valid_metric
         self.random_state = random_state
         self.device = device
 

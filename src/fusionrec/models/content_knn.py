@@ -39,7 +39,7 @@ class ContentKNN(_HistoryMixin, Recommender):
         Content neighbours kept per item.
     weights : list of float or None
         Fixed weight per modality (in ``modalities`` order); ``None`` fits them on validation.
-    metric : str
+    valid_metric : str
         Validation metric(s) the weights maximise, averaged (``"recall@20,ndcg@20"``).
 
     References
@@ -60,12 +60,12 @@ class ContentKNN(_HistoryMixin, Recommender):
         modalities: Sequence[str] | None = None,
         neighbors: int = 50,
         weights: Sequence[float] | None = None,
-        metric: str = "recall@20,ndcg@20",
+        valid_metric: str = "recall@20,ndcg@20",
     ) -> None:
         self.modalities = modalities
         self.neighbors = neighbors
         self.weights = weights
-        self.metric = metric
+        self.valid_metric = valid_metric
 
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
@@ -110,7 +110,7 @@ class ContentKNN(_HistoryMixin, Recommender):
         from fusionrec.models.late_fusion import validation_weights
 
         validate = self._validator_for("fitting the modality gates")
-        metrics = [m.strip() for m in str(self.metric).split(",") if m.strip()]
+        metrics = [m.strip() for m in str(self.valid_metric).split(",") if m.strip()]
         validate.check(metrics)
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         blocks = self._blocks(users, np.ones(n))

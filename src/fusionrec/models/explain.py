@@ -113,10 +113,8 @@ def _parts(
         w = model.attention_weights(users, items)
         return {m: w[..., j] for j, m in enumerate(model.modalities_)}, "attention"
     if kind in ("auto", model.explanation_kind):
-        # the neural network's breakdown still carries its earlier name
-        legacy = getattr(model, "modality_contributions", None)
         try:
-            return (legacy or model.score_parts)(users, items), model.explanation_kind
+            return model.score_parts(users, items), model.explanation_kind
         except NotImplementedError:
             pass
     raise NotImplementedError(f"model {model.name!r} offers no {kind if kind != 'auto' else ''} explanation")

@@ -62,7 +62,7 @@ class FREEDOM(TorchFactorModel):
         Weight of the per-modality projection BPR losses.
     reg : float
         L2 weight on the batch's layer-0 embeddings.
-    epochs, learning_rate, batch_size, eval_every, patience, early_stop_metric, random_state, device
+    epochs, learning_rate, batch_size, eval_every, patience, valid_metric, random_state, device
         Shared trainer settings (see ``fusionrec.models._torch``).
     modality_dropout, feature_noise : float
         Training-time feature augmentation for the projection losses.
@@ -102,7 +102,7 @@ class FREEDOM(TorchFactorModel):
         batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
-        early_stop_metric: str = "recall@20",
+        valid_metric: str = "recall@20",
         modality_dropout: float = 0.0,
         feature_noise: float = 0.0,
         random_state: int = 0,
@@ -121,7 +121,7 @@ class FREEDOM(TorchFactorModel):
         self.batch_size = batch_size
         self.eval_every = eval_every
         self.patience = patience
-        self.early_stop_metric = early_stop_metric
+        self.valid_metric = valid_metric
         self.modality_dropout = modality_dropout
         self.feature_noise = feature_noise
         self.random_state = random_state

@@ -25,7 +25,7 @@ class LateFusion(Recommender):
 
     Each sub-model (any registered name: a collaborative model such as ``als`` beside a content model such as
     ``vbpr``) is trained on the same train matrix and features. With ``valid`` given and ``weights=None``,
-    a coordinate search over ``grid`` picks the weights that maximise ``metric`` on the validation items
+    a coordinate search over ``grid`` picks the weights that maximise ``valid_metric`` on the validation items
     (train items masked); scores are z-normalised per user first so that scorers on different scales mix.
 
     Parameters
@@ -37,7 +37,7 @@ class LateFusion(Recommender):
         (``--param 'params={"als": {"factors": 32}}'``). A sub-model's ``random_state`` defaults to ours.
     weights
         Fixed weights, one per sub-model; ``None`` fits them on validation (equal weights without it).
-    metric
+    valid_metric
         Validation metric the weights maximise; several (a list, or ``"recall@20,ndcg@20"``) are averaged.
     grid
         Values each weight may take during the coordinate search (``None``: 0 to 3 in 13 steps).
@@ -62,14 +62,14 @@ class LateFusion(Recommender):
         models: Sequence[str] | str = "als,vbpr",
         params: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]] | None = None,
         weights: Sequence[float] | None = None,
-        metric: str | Sequence[str] = "recall@20",
+        valid_metric: str | Sequence[str] = "recall@20",
         grid: Sequence[float] | None = None,
         random_state: int = 0,
     ) -> None:
         self.models = models
         self.params = params
         self.weights = weights
-        self.metric = metric
+        self.valid_metric = valid_metric
         self.grid = grid
         self.random_state = random_state
 
@@ -146,16 +146,16 @@ class LateFusion(Recommender):
         log.info(
             "late-fusion weights %s (valid %s=%.4f)",
             dict(zip(names, w.round(3), strict=True)),
-            self.metric,
+            self.valid_metric,
             best,
         )
 
     def _metrics(self) -> list[str]:
-        names = [self.metric] if isinstance(self.metric, str) else list(self.metric)
+        names = [self.valid_metric] if isinstance(self.valid_metric, str) else list(self.valid_metric)
         names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
         self._validator_for("fitting the fusion weights").check(names)  # fail early on a typo
         if not names:
-            raise ConfigError("late-fusion needs a validation metric, e.g. metric=recall@20")
+            raise ConfigError("late-fusion needs a validation metric, e.g. valid_metric=recall@20")
         return names
 
     def _fit_weights(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> tuple[np.ndarray, float]:

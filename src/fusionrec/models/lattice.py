@@ -38,13 +38,13 @@ class LATTICE(ContentMixin, LightGCN):
         Neighbours per item in each modality graph.
     fixed_graph_weight : float
         Weight of the fixed kNN graph against the learnt re-weighting (``λ``).
-    proj_dim : int or None
+    content_dim : int or None
         Size of the learnt projection ``W_m`` (``None``: ``factors``).
     modalities : list of str or None
         Modalities to use (``None``: all, any names).
-    feature_norm, feature_dim
+    feature_norm, pca_dim
         Feature normalisation and principal-direction pre-reduction (see ``vbpr``).
-    epochs, learning_rate, reg, batch_size, eval_every, early_stop_metric, random_state, device
+    epochs, learning_rate, reg, batch_size, eval_every, valid_metric, random_state, device
         As ``lightgcn``.
     patience : int
         Evaluations without improvement before stopping. Training plateaus for tens of epochs before the
@@ -75,17 +75,17 @@ class LATTICE(ContentMixin, LightGCN):
         item_layers: int = 1,
         neighbors: int = 10,
         fixed_graph_weight: float = 0.9,
-        proj_dim: int | None = None,
+        content_dim: int | None = None,
         modalities: Sequence[str] | None = None,
         feature_norm: str = "l2",
-        feature_dim: int | None = 128,
+        pca_dim: int | None = 128,
         epochs: int = 300,
         learning_rate: float = 0.001,
         reg: float = 1e-4,
         batch_size: int = 2048,
         eval_every: int = 1,
         patience: int = 50,
-        early_stop_metric: str = "recall@20",
+        valid_metric: str = "recall@20",
         random_state: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -98,17 +98,17 @@ class LATTICE(ContentMixin, LightGCN):
             batch_size=batch_size,
             eval_every=eval_every,
             patience=patience,
-            early_stop_metric=early_stop_metric,
+            valid_metric=valid_metric,
             random_state=random_state,
             device=device,
         )
         self.item_layers = item_layers
         self.neighbors = neighbors
         self.fixed_graph_weight = fixed_graph_weight
-        self.proj_dim = proj_dim
+        self.content_dim = content_dim
         self.modalities = modalities
         self.feature_norm = feature_norm
-        self.feature_dim = feature_dim
+        self.pca_dim = pca_dim
 
     def _build(self, user_items: sp.csr_matrix, features: Features | None):
         import torch
@@ -121,13 +121,13 @@ class LATTICE(ContentMixin, LightGCN):
         module = super()._build(user_items, features)
         n_items = user_items.shape[1]
         feats = self._prepare_features(features, n_items)
-        proj = int(self.proj_dim or self.factors)
+        proj = int(self.content_dim or self.factors)
         module.proj = nn.ModuleList()
         module.edges = []
         for j, (name, f) in enumerate(zip(self.modalities_, feats, strict=True)):
             fixed = item_item_knn_graph(f, int(self.neighbors), weighted=True, present=features.mask(name))
             fixed.sort_indices()  # edge values below follow EdgeList's (row, col) order
-            basis = principal_basis(f, self.feature_dim)
+            basis = principal_basis(f, self.pca_dim)
             x = f if basis is None else f @ basis
             module.register_buffer(f"feat_{j}", torch.from_numpy(np.ascontiguousarray(x)))
             module.register_buffer(f"fixed_{j}", torch.from_numpy(fixed.data.astype(np.float32)))

@@ -44,7 +44,7 @@ class LightGCN(TorchFactorModel):
         Adam training schedule (early stopping on ``valid`` may end sooner).
     reg : float
         L2 weight on the layer-0 embeddings of the batch.
-    eval_every, patience, early_stop_metric
+    eval_every, patience, valid_metric
         Validation schedule; the best-valid epoch's embeddings are kept.
     random_state : int
         Seed for initialisation, negatives and batch order.
@@ -76,7 +76,7 @@ class LightGCN(TorchFactorModel):
         batch_size: int = 4096,
         eval_every: int = 1,
         patience: int = 20,
-        early_stop_metric: str = "recall@20",
+        valid_metric: str = "recall@20",
         random_state: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -88,7 +88,7 @@ class LightGCN(TorchFactorModel):
         self.batch_size = batch_size
         self.eval_every = eval_every
         self.patience = patience
-        self.early_stop_metric = early_stop_metric
+        self.valid_metric = valid_metric
         self.random_state = random_state
         self.device = device
 

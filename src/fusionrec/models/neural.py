@@ -74,7 +74,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         Modalities to use (``None``: all, any names).
     feature_norm : str
         Normalisation of pretrained-feature modalities: ``"l2"``, ``"standard"``, ``"none"``.
-    feature_dim : int or None
+    pca_dim : int or None
         Pretrained features wider than this are first reduced to their top principal directions.
     image_modalities : list of str or None
         Modalities holding raw pixels (rows of ``channels × image_size²`` values in [0, 1], see
@@ -83,7 +83,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         Side of the raw images.
     text_modalities : list of str or None
         Modalities holding token ids (0 = padding; see :func:`text_tokens`), encoded by an embedding + LSTM.
-    epochs, learning_rate, batch_size, min_batches, random_state, device, eval_every, patience, early_stop_metric
+    epochs, learning_rate, batch_size, min_batches, random_state, device, eval_every, patience, valid_metric
         Trainer settings (``models._torch``). With ``objective="mse"`` early stopping uses validation RMSE
         (``best_valid_`` is then −RMSE).
     reg : float
@@ -126,7 +126,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         temperature: float = 1.0,
         modalities: Sequence[str] | None = None,
         feature_norm: str = "l2",
-        feature_dim: int | None = 128,
+        pca_dim: int | None = 128,
         image_modalities: Sequence[str] | None = None,
         image_size: int = 32,
         text_modalities: Sequence[str] | None = None,
@@ -139,7 +139,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         feature_noise: float = 0.0,
         eval_every: int = 1,
         patience: int = 20,
-        early_stop_metric: str = "recall@20",
+        valid_metric: str = "recall@20",
         random_state: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -154,7 +154,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         self.temperature = temperature
         self.modalities = modalities
         self.feature_norm = feature_norm
-        self.feature_dim = feature_dim
+        self.pca_dim = pca_dim
         self.image_modalities = image_modalities
         self.image_size = image_size
         self.text_modalities = text_modalities
@@ -167,7 +167,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         self.feature_noise = feature_noise
         self.eval_every = eval_every
         self.patience = patience
-        self.early_stop_metric = early_stop_metric
+        self.valid_metric = valid_metric
         self.random_state = random_state
         self.device = device
 
@@ -233,7 +233,7 @@ class NeuralFusion(ContentMixin, TorchRecommender):
         module.encoders = nn.ModuleList()
         module.bases = []
         for j, (f, kind) in enumerate(zip(feats, self.modality_kinds_, strict=True)):
-            basis = principal_basis(f, self.feature_dim) if kind == "features" else None
+            basis = principal_basis(f, self.pca_dim) if kind == "features" else None
             x = f if basis is None else f @ basis
             module.bases.append(basis)
             module.register_buffer(f"feat_{j}", torch.from_numpy(np.ascontiguousarray(x)))

@@ -38,7 +38,7 @@ class VBPR(ContentMixin, TorchFactorModel):
     ----------
     factors : int
         Size of the collaborative factors ``γ``.
-    content_factors : int or None
+    content_dim : int or None
         Size of each projected modality ``E_m f_m`` (``None``: ``factors``).
     user_content : str
         ``"shared"``: one ``θ_u`` for every modality (the original model on concatenated features);
@@ -47,8 +47,8 @@ class VBPR(ContentMixin, TorchFactorModel):
         Modalities to use (``None``: every modality of the data, whatever their names).
     feature_norm : str
         Per-modality normalisation before projection: ``"l2"``, ``"standard"`` or ``"none"``.
-    feature_dim : int or None
-        Wider modalities are first reduced to their top ``feature_dim`` principal directions (a fixed map
+    pca_dim : int or None
+        Wider modalities are first reduced to their top ``pca_dim`` principal directions (a fixed map
         folded into the exported projection; it makes each step several times cheaper on 1280-d CNN
         features). ``None`` keeps every dimension.
     epochs, learning_rate, batch_size, min_batches, random_state, device
@@ -59,7 +59,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         L2 weight on the projections ``E_m`` and content biases.
     modality_dropout, feature_noise : float
         Training-time augmentation of the item features (whole-modality dropout, Gaussian noise).
-    eval_every, patience, early_stop_metric
+    eval_every, patience, valid_metric
         Early stopping on validation.
 
     References
@@ -83,11 +83,11 @@ class VBPR(ContentMixin, TorchFactorModel):
         self,
         *,
         factors: int = 64,
-        content_factors: int | None = None,
+        content_dim: int | None = None,
         user_content: str = "shared",
         modalities: Sequence[str] | None = None,
         feature_norm: str = "l2",
-        feature_dim: int | None = 128,
+        pca_dim: int | None = 128,
         epochs: int = 200,
         learning_rate: float = 0.005,
         reg: float = 1e-3,
@@ -98,16 +98,16 @@ class VBPR(ContentMixin, TorchFactorModel):
         feature_noise: float = 0.0,
         eval_every: int = 1,
         patience: int = 20,
-        early_stop_metric: str = "recall@20",
+        valid_metric: str = "recall@20",
         random_state: int = 0,
         device: str = "cpu",
     ) -> None:
         self.factors = factors
-        self.content_factors = content_factors
+        self.content_dim = content_dim
         self.user_content = user_content
         self.modalities = modalities
         self.feature_norm = feature_norm
-        self.feature_dim = feature_dim
+        self.pca_dim = pca_dim
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.reg = reg
@@ -118,7 +118,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         self.feature_noise = feature_noise
         self.eval_every = eval_every
         self.patience = patience
-        self.early_stop_metric = early_stop_metric
+        self.valid_metric = valid_metric
         self.random_state = random_state
         self.device = device
 
@@ -131,7 +131,7 @@ class VBPR(ContentMixin, TorchFactorModel):
             raise ConfigError(f"user_content must be one of {USER_CONTENT}; got {self.user_content!r}")
         n_users, n_items = user_items.shape
         feats = self._prepare_features(features, n_items)
-        k, kc = int(self.factors), int(self.content_factors or self.factors)
+        k, kc = int(self.factors), int(self.content_dim or self.factors)
         n_mod = len(feats)
         per_mod = self.user_content == "per-modality"
         module = nn.Module()
@@ -148,7 +148,7 @@ class VBPR(ContentMixin, TorchFactorModel):
         # (separate per-modality layers made VBPR's small steps overhead-bound).
         module.bases, blocks = [], []
         for f in feats:
-            basis = principal_basis(f, self.feature_dim)
+            basis = principal_basis(f, self.pca_dim)
             module.bases.append(basis)
             blocks.append(f if basis is None else f @ basis)
         module.spans = np.cumsum([0] + [b.shape[1] for b in blocks]).tolist()

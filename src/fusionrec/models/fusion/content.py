@@ -125,7 +125,7 @@ def principal_basis(x: np.ndarray, dim: int | None) -> np.ndarray | None:
     if dim is None or dim >= x.shape[1]:
         return None
     if dim < 1:
-        raise ConfigError(f"feature_dim must be a positive integer or None; got {dim}")
+        raise ConfigError(f"pca_dim must be a positive integer or None; got {dim}")
     vals, vecs = np.linalg.eigh(x.T @ x)
     basis = vecs[:, np.argsort(-vals)[:dim]]
     # fix each direction's sign (largest-magnitude entry positive) so that equal data gives equal bases
