@@ -46,7 +46,7 @@ from safetensors.numpy import load_file, save_file
 from fusionrec import __version__
 from fusionrec.data.dataset import Features, IdMap
 from fusionrec.errors import ConfigError, DataError, UnknownUserError
-from fusionrec.files import MAX_JSON_BYTES, MAX_META_BYTES, check_regular, read_json
+from fusionrec.files import MAX_JSON_BYTES, MAX_META_BYTES, check_regular, json_default, read_json
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import get_model_class
 
@@ -109,7 +109,7 @@ def _write_files(art: Artifact, tmp: Path) -> None:
         "state": model.state_meta(),
         **{k: v for k, v in art.info.items() if k not in ITEM_LISTS},
     }
-    _write_text(tmp / "model.json", json.dumps(meta, indent=2, default=_json_default))
+    _write_text(tmp / "model.json", json.dumps(meta, indent=2, default=json_default))
     _write_text(
         tmp / "idmaps.json", json.dumps({"users": art.user_ids.to_list(), "items": art.item_ids.to_list()})
     )
@@ -534,13 +534,3 @@ def decode_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 [data[a:b].decode() for a, b in zip(starts, flat, strict=True)], dtype=str
             ).reshape(ends.shape)
     return out
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple | set):
-        return list(o)
-    raise TypeError(f"cannot store {type(o).__name__} in model.json")

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fusionrec.errors import ConfigError, DataError
+from fusionrec.files import json_default
 
 log = logging.getLogger("fusionrec")
 
@@ -335,7 +336,7 @@ def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    tmp.write_text(json.dumps(payload, indent=2, default=json_default))
     os.replace(tmp, path)
 
 
@@ -407,18 +408,6 @@ def _check_keys(d: dict, allowed: set[str], where: str) -> None:
 
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple | set):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
 
 
 def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:

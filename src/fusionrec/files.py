@@ -106,3 +106,19 @@ def read_json(
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply") from None
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for what results and artifacts hold: numpy scalars and arrays, tuples,
+    sets and paths; anything else is refused (it would not read back as data)."""
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple | set):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 
@@ -23,3 +26,12 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
 def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
     """Mean absolute error over rating pairs."""
     return float(np.mean(np.abs(_errors(predicted, actual))))
+
+
+def matrix_rmse(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], ratings: Any) -> float:
+    """RMSE of ``predict(users, items)`` on the stored values of a CSR users × items ``ratings`` matrix.
+
+    What rating models early-stop on (a model's own pair predictor, or ``Recommender.predict``).
+    """
+    users = np.repeat(np.arange(ratings.shape[0], dtype=np.int64), np.diff(ratings.indptr))
+    return rmse(predict(users, ratings.indices.astype(np.int64)), ratings.data)

@@ -27,7 +27,7 @@ METRIC = "recall@20,ndcg@20"
 def recommended_fusion(with_content: bool = True):
     """The README's recommended fusion; without content it is the collaborative contender, tuned alike."""
     models = "als,ease,most-popular" + (",content-knn" if with_content else "")
-    model = create_model("late-fusion", {"models": models, "params": CF_PARAMS, "metric": METRIC})
+    model = create_model("late-fusion", {"models": models, "params": CF_PARAMS, "valid_metric": METRIC})
     model.show_progress = False
     return model
 

@@ -108,12 +108,12 @@ def _metric_names(args: argparse.Namespace) -> tuple[str, list[str]]:
     return metric, list(dict.fromkeys([*DEFAULT_METRICS, metric]))
 
 
-def _load_tuning_split(args: argparse.Namespace):
+def _load_tuning_split(args: argparse.Namespace, task: str = "ranking"):
     from fusionrec.commands._common import load_data, make_split
     from fusionrec.errors import DataError
 
     ds = load_data(args)
-    split = make_split(ds, args)
+    split = make_split(ds, args, task)
     if split.valid.nnz == 0:
         raise DataError(
             "tuning needs a validation split, and this split's valid part is empty; "
@@ -202,9 +202,9 @@ def run_grid(args: argparse.Namespace) -> int:
     import logging
 
     from fusionrec.artifacts import save_artifact
-    from fusionrec.commands._common import load_data, make_split, table
+    from fusionrec.commands._common import table
     from fusionrec.data.splits import split_summary
-    from fusionrec.errors import ConfigError, DataError
+    from fusionrec.errors import ConfigError
     from fusionrec.evaluation import DEFAULT_METRICS, evaluate, evaluate_ratings
     from fusionrec.evaluation.metrics import RATING_METRICS, parse_metric
     from fusionrec.pipeline import build_model, fit_artifact, resolve_task
@@ -234,15 +234,7 @@ def run_grid(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.model} predicts ratings; select it with --metric rmse or --metric mae")
         metric, metrics = "rmse", list(RATING_METRICS)
 
-    ds = load_data(args)
-    split = make_split(ds, args, task)
-    if split.valid.nnz == 0:
-        raise DataError(
-            "tuning needs a validation split, and this split's valid part is empty; "
-            "use --split ratio (8:1:1) or data that carries a valid part"
-        )
-    if split.cold_items is not None:
-        raise DataError("tune selects on a warm validation split; --split cold-items is not supported here")
+    ds, split = _load_tuning_split(args, task)
 
     rows: list[dict[str, Any]] = []
     best = None  # (value, index, artifact)

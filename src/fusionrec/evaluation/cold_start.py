@@ -120,12 +120,7 @@ def evaluate_cold_items(
         "cold_items": len(cold),
         "candidates": int(len(candidates)),
         "users": int((np.diff(target.indptr) > 0).sum()),
-        "modalities": list(feats),
-        "mapping": "model"
-        if mapper is None
-        else {"reg": mapper.reg_, "fit_r2": round(mapper.fit_r2_, 4), "items": mapper.n_fit_},
-        "fit_seconds": round(fit_seconds, 3),
-        "map_seconds": round(map_seconds, 3),
+        **_mapping_info(feats, mapper, fit_seconds, map_seconds),
     }
     return ColdResult(rows=results, info=info)
 
@@ -426,6 +421,14 @@ def evaluate_full_catalogue(
         "users": int((np.diff(fc.test.indptr) > 0).sum()),
         "gamma": chosen,
         "tolerance": tolerance,
+        **_mapping_info(feats, mapper, fit_seconds, map_seconds),
+    }
+    return ColdResult(rows=rows, info=info)
+
+
+def _mapping_info(feats, mapper, fit_seconds: float, map_seconds: float) -> dict[str, Any]:
+    """What both protocols report about placing new items: modalities, the content map, the time taken."""
+    return {
         "modalities": list(feats),
         "mapping": "model"
         if mapper is None
@@ -433,7 +436,6 @@ def evaluate_full_catalogue(
         "fit_seconds": round(fit_seconds, 3),
         "map_seconds": round(map_seconds, 3),
     }
-    return ColdResult(rows=rows, info=info)
 
 
 def _ks(metrics: Sequence[str]) -> list[int]:

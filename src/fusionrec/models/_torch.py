@@ -33,6 +33,7 @@ from fusionrec import distributed
 from fusionrec.data.dataset import Features
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
+from fusionrec.measures import matrix_rmse
 from fusionrec.models.base import FactorModel, Recommender
 
 if TYPE_CHECKING:
@@ -303,8 +304,9 @@ class TorchRecommender(Recommender):
         eval_every = max(1, int(self._hp("eval_every")))
         patience = int(self._hp("patience"))
         n_neg = max(1, int(self._hp("n_neg")))
-        metric = str(self._hp("valid_metric"))
-        if valid is not None and valid.nnz > 0:
+        # a rating model early-stops on validation RMSE (tracked as −RMSE, so higher is better)
+        metric = "rmse" if self.task == "rating" else str(self._hp("valid_metric"))
+        if valid is not None and valid.nnz > 0 and metric != "rmse":
             self._validator_for("early stopping").check([metric])  # fail early on a typo
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise ConfigError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
@@ -470,19 +472,24 @@ class TorchRecommender(Recommender):
         world: distributed.World | None = None,
         device: str = "cpu",
     ) -> float:
-        """Score ``valid`` with the evaluator's callback on the exported numpy state (what serving uses).
+        """Score ``valid`` with the evaluator's callback on the exported numpy state (what serving uses);
+        ``metric="rmse"`` (rating models): −RMSE of ``predict`` on the valid ratings.
 
         Under several processes each rank holds its share of the valid users; the metric is their
         user-weighted mean, gathered with one all-reduce, so every rank takes the same early-stopping step.
         """
-        validator = self._validator_for("early stopping")
         saved = {k: getattr(self, k) for k in state if hasattr(self, k)}
         had_fitted = getattr(self, "fitted_", False)
         for k, v in state.items():
             setattr(self, k, v)
         self.fitted_ = True
         try:
-            res = validator(self.score, valid, train, (metric,))
+            if metric == "rmse":
+                value = -matrix_rmse(self.predict, valid)
+                weight = float(valid.nnz)  # RMSE averages over ratings (a squared mean, approximated)
+            else:
+                value = self._validator_for("early stopping")(self.score, valid, train, (metric,))[metric]
+                weight = float(np.count_nonzero(np.diff(valid.indptr)))  # the evaluator averages over users
         finally:
             for k in state:
                 if k in saved:
@@ -492,10 +499,9 @@ class TorchRecommender(Recommender):
             if not had_fitted:
                 del self.fitted_
         if world is not None and world.distributed:
-            users = float(np.count_nonzero(np.diff(valid.indptr)))  # the evaluator averages over these
-            total, count = distributed.all_reduce_sum(np.array([res[metric] * users, users]), device)
+            total, count = distributed.all_reduce_sum(np.array([value * weight, weight]), device)
             return float(total / max(count, 1.0))
-        return float(res[metric])
+        return float(value)
 
 
 def _finish_bar(bar, post: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.measures import rmse
+from fusionrec.measures import matrix_rmse
 from fusionrec.models.base import Recommender
 
 log = logging.getLogger("fusionrec")
@@ -221,8 +221,7 @@ class BiasedMF(Recommender):
         self.item_bias_ = bi.astype(np.float32)
 
     def _valid_rmse(self, valid: sp.csr_matrix) -> float:
-        users = np.repeat(np.arange(valid.shape[0], dtype=np.int64), np.diff(valid.indptr))
-        return rmse(self._pairs(users, valid.indices.astype(np.int64)), valid.data)
+        return matrix_rmse(self._pairs, valid)
 
     # ------------------------------------------------------------------ scoring
     def _pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
