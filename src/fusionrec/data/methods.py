@@ -2,8 +2,18 @@
 
 SPLITS = ("ratio", "temporal", "global-temporal", "loo", "cold-items", "given")
 
-#: the loaders' names in detection order (``fusionrec.data.loaders.LOADERS`` has one entry for each)
-FORMATS = ("demo", "movielens", "recbole", "mmrec", "amazon", "csv", "parquet")
+#: The loader registry, in detection order: format name → ``"module:Loader instance"`` (imported only when data
+#: is loaded; ``fusionrec.data.loaders.LOADERS`` holds the objects). Adding a format is its module plus one line.
+LOADER_PATHS = {
+    "demo": "fusionrec.data.loaders.movielens:DEMO",
+    "movielens": "fusionrec.data.loaders.movielens:LOADER",
+    "recbole": "fusionrec.data.loaders.recbole:LOADER",
+    "mmrec": "fusionrec.data.loaders.mmrec:LOADER",
+    "amazon": "fusionrec.data.loaders.amazon:LOADER",
+    "csv": "fusionrec.data.loaders.table:CSV",
+    "parquet": "fusionrec.data.loaders.table:PARQUET",
+}
+FORMATS = tuple(LOADER_PATHS)
 
 #: what a data set is fitted for: ranking (implicit, 1.0 per interaction) or rating (rating values kept)
 TASKS = ("ranking", "rating")

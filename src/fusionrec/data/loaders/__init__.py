@@ -2,7 +2,7 @@
 
 ``load_dataset(path)`` asks each registered format, in order, whether it recognises the path; ``format=``
 forces one. The CLI's ``--format`` choices and the README's format list come from ``LOADERS``; adding a
-format is one module plus one entry here.
+format is one module (defining its :class:`Loader`) plus one line in ``fusionrec.data.methods.LOADER_PATHS``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from fusionrec.data import methods
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.feature_dir import modality_name
 from fusionrec.data.feature_dir import read_feature_dir as load_feature_dir
-from fusionrec.data.loaders import amazon, mmrec, movielens, recbole, table
 from fusionrec.data.loaders.amazon import load_amazon
-from fusionrec.data.loaders.base import FORMAT_OPTIONS, Loader, LoadOptions
+from fusionrec.data.loaders.base import FORMAT_OPTIONS, Loader, LoadOptions, resolve_loader
 from fusionrec.data.loaders.implicit import apply_implicit, kcore_mask, subset_interactions
 from fusionrec.data.loaders.mmrec import load_mmrec
 from fusionrec.data.loaders.movielens import demo_path, load_movielens
@@ -26,45 +25,9 @@ from fusionrec.errors import DataError
 
 log = logging.getLogger("fusionrec")
 
-_COLUMNS = frozenset({"user_col", "item_col", "rating_col", "time_col"})
-_ITEMS = frozenset({"items_path", "item_id_col", "text_cols", "image_col", "image_dir"})
-
-# Detection order: the first format whose detector accepts the path loads it.
-LOADERS: dict[str, Loader] = {
-    "demo": Loader(movielens.detect_demo, movielens.load_demo, "the bundled MovieLens demo data ('demo')"),
-    "movielens": Loader(
-        movielens.detect,
-        load_movielens,
-        "MovieLens directory: ratings.csv + movies.csv (+ tags.csv, posters/)",
-    ),
-    "recbole": Loader(
-        recbole.detect,
-        load_recbole,
-        "RecBole atomic files: NAME.inter (+ .item, .user) with typed name:token / name:float headers",
-        _COLUMNS | {"sep", "image_col", "image_dir"},
-    ),
-    "mmrec": Loader(
-        mmrec.detect, load_mmrec, "MMRec directory: one untyped *.inter TSV + <modality>_feat.npy"
-    ),
-    "amazon": Loader(
-        amazon.detect,
-        load_amazon,
-        "Amazon review + meta_*.json lines (optionally .gz), 2014/2018/2023 layouts",
-        frozenset({"items_path", "image_col", "image_dir"}),
-    ),
-    "csv": Loader(
-        table.detect_delimited,
-        table.load_delimited,
-        "delimited table of any name (separator from --sep or sniffed) + optional items table",
-        _COLUMNS | _ITEMS | {"sep"},
-    ),
-    "parquet": Loader(
-        table.detect_parquet, table.load_parquet, "Parquet table + optional items table", _COLUMNS | _ITEMS
-    ),
-}
+# Detection order: the first format whose detector accepts the path loads it (the order of methods.LOADER_PATHS).
+LOADERS: dict[str, Loader] = {name: resolve_loader(target) for name, target in methods.LOADER_PATHS.items()}
 FORMATS = tuple(LOADERS)
-if FORMATS != methods.FORMATS:  # the CLI lists methods.FORMATS without importing the loaders
-    raise ImportError(f"fusionrec.data.methods.FORMATS must list {FORMATS}")
 
 _FLAGS = {"items_path": "--items", "text_cols": "--text-cols", "item_id_col": "--item-id-col"}
 

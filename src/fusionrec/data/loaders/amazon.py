@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.base import Loader, LoadOptions
 from fusionrec.data.loaders.common import interactions_from_frame, item_content
 from fusionrec.errors import DataError
 
@@ -273,3 +273,11 @@ def load_amazon(path: Path, options: LoadOptions | None = None) -> Dataset:
         content=content,
         name=name,
     )
+
+
+LOADER = Loader(
+    detect,
+    load_amazon,
+    "Amazon review + meta_*.json lines (optionally .gz), 2014/2018/2023 layouts",
+    frozenset({"items_path", "image_col", "image_dir"}),
+)

@@ -50,3 +50,19 @@ class Loader:
     load: Callable[[Path, LoadOptions], Dataset]
     summary: str  # one line for --help and the README
     takes: frozenset[str] = field(default_factory=frozenset)  # FORMAT_OPTIONS this loader honours
+
+
+#: column options of generic tables, and options of a separate items table
+COLUMN_OPTIONS = frozenset({"user_col", "item_col", "rating_col", "time_col"})
+ITEM_OPTIONS = frozenset({"items_path", "item_id_col", "text_cols", "image_col", "image_dir"})
+
+
+def resolve_loader(target: str) -> Loader:
+    """The :class:`Loader` a registry line names as ``"module:ATTRIBUTE"`` (see ``methods.LOADER_PATHS``)."""
+    import importlib
+
+    module, attr = target.split(":")
+    loader = getattr(importlib.import_module(module), attr)
+    if not isinstance(loader, Loader):
+        raise TypeError(f"{target} is a {type(loader).__name__}, not a Loader")
+    return loader

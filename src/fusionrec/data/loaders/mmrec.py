@@ -10,7 +10,7 @@ import pandas as pd
 
 from fusionrec.data.dataset import Dataset, Features, IdMap
 from fusionrec.data.feature_dir import feature_files, feature_rows, read_modalities
-from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.base import Loader, LoadOptions
 from fusionrec.data.loaders.common import check_numeric, parse_timestamps, read_csv
 from fusionrec.errors import DataError
 
@@ -198,3 +198,6 @@ def load_mmrec(path: Path, options: LoadOptions | None = None) -> Dataset:
         features=features,
         name=root.name,
     )
+
+
+LOADER = Loader(detect, load_mmrec, "MMRec directory: one untyped *.inter TSV + <modality>_feat.npy")

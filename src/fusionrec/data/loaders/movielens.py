@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fusionrec.data.dataset import Dataset, IdMap, ItemContent
 from fusionrec.data.feature_dir import read_feature_dir
-from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.base import Loader, LoadOptions
 from fusionrec.data.loaders.common import images_by_id, interactions_from_frame, read_csv
 from fusionrec.data.media import attach_media, media_from_dirs
 
@@ -92,3 +92,9 @@ def load_demo(path: Path, options: LoadOptions) -> Dataset:
     ds = load_movielens(demo_path())
     ds.name = "demo"
     return ds
+
+
+DEMO = Loader(detect_demo, load_demo, "the bundled MovieLens demo data ('demo')")
+LOADER = Loader(
+    detect, load_movielens, "MovieLens directory: ratings.csv + movies.csv (+ tags.csv, posters/)"
+)

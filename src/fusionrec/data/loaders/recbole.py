@@ -15,7 +15,7 @@ import pandas as pd
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.feature_dir import ITEMS_FILE, feature_files, read_feature_dir
-from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.base import COLUMN_OPTIONS, Loader, LoadOptions
 from fusionrec.data.loaders.common import (
     interactions_from_frame,
     item_content,
@@ -219,3 +219,11 @@ def load_recbole(path: Path, options: LoadOptions | None = None) -> Dataset:
         features=features,
         name=name,
     )
+
+
+LOADER = Loader(
+    detect,
+    load_recbole,
+    "RecBole atomic files: NAME.inter (+ .item, .user) with typed name:token / name:float headers",
+    COLUMN_OPTIONS | {"sep", "image_col", "image_dir"},
+)

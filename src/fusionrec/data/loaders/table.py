@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.data.loaders.base import LoadOptions
+from fusionrec.data.loaders.base import COLUMN_OPTIONS, ITEM_OPTIONS, Loader, LoadOptions
 from fusionrec.data.loaders.common import (
     interactions_from_frame,
     item_content,
@@ -133,3 +133,14 @@ def dataset_from_frames(
             image_dir=Path(options.image_dir) if options.image_dir else None,
         )
     return Dataset(users, item_idx, uids, iids, ratings=ratings, timestamps=ts, content=content, name=name)
+
+
+CSV = Loader(
+    detect_delimited,
+    load_delimited,
+    "delimited table of any name (separator from --sep or sniffed) + optional items table",
+    COLUMN_OPTIONS | ITEM_OPTIONS | {"sep"},
+)
+PARQUET = Loader(
+    detect_parquet, load_parquet, "Parquet table + optional items table", COLUMN_OPTIONS | ITEM_OPTIONS
+)
