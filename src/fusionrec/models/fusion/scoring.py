@@ -1,6 +1,4 @@
-"""The numpy side of fusion: per-user z-scores and the weight search of late fusion, the attention softmax
-for scoring without torch, and the names of the content fusion operators.
-"""
+"""The numpy side of fusion: per-user z-scores and the weight search of late fusion."""
 
 from __future__ import annotations
 
@@ -10,9 +8,7 @@ import numpy as np
 
 from fusionrec.errors import ConfigError
 
-__all__ = ["FUSIONS", "fit_weights", "masked_softmax_np", "zscore_rows"]
-
-FUSIONS = ("attention", "sum", "concat")
+__all__ = ["fit_weights", "zscore_rows"]
 
 
 def zscore_rows(scores: np.ndarray, finite_only: bool = True) -> np.ndarray:
@@ -31,18 +27,6 @@ def zscore_rows(scores: np.ndarray, finite_only: bool = True) -> np.ndarray:
     mu = s.mean(axis=1, keepdims=True)
     sd = s.std(axis=1, keepdims=True)
     return ((s - mu) / np.maximum(sd, 1e-6)).astype(np.float32)
-
-
-def masked_softmax_np(logits: np.ndarray, mask: np.ndarray | None, axis: int = -1) -> np.ndarray:
-    """Numpy twin of ``operators.masked_softmax`` (serving scores without torch)."""
-    z = np.asarray(logits, dtype=np.float32)
-    if mask is not None:
-        z = np.where(mask, z, -np.inf)
-    top = np.max(z, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    e = np.exp(z - top)
-    total = e.sum(axis=axis, keepdims=True)
-    return np.where(total > 0, e / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
 
 
 def fit_weights(
