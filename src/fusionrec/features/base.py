@@ -445,3 +445,28 @@ def extractor_from_config(
                 f"manifest's {config['state_sha256']}; the state file belongs to another run"
             )
     return ext
+
+
+def export_onnx_atomic(module: Any, args: tuple, path: Any, **names: Any) -> None:
+    """``torch.onnx.export`` of ``module`` on example ``args`` to ``path``, through a temporary file in the same
+    directory renamed into place (a reader never sees half a model). ``names``: ``input_names``,
+    ``output_names``, ``dynamic_axes``."""
+    import os
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter is chatty about deprecations
+            torch.onnx.export(module, args, tmp, opset_version=17, dynamo=False, **names)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

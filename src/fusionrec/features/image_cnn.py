@@ -25,14 +25,13 @@ import hashlib
 import importlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fusionrec.errors import ConfigError
-from fusionrec.features.base import Extractor
+from fusionrec.features.base import Extractor, export_onnx_atomic
 from fusionrec.features.images import decode_many, describe_source, load_resized
 
 log = logging.getLogger("fusionrec")
@@ -387,29 +386,15 @@ class CNNExtractor(Extractor):
         import torch
 
         path = path or self.onnx_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
         x = torch.zeros(2, 3, self.image_size, self.image_size)
-        fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=path.parent)
-        os.close(fd)
-        try:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the TorchScript exporter is chatty about deprecations
-                torch.onnx.export(
-                    self._torch(),
-                    (x,),
-                    tmp,
-                    input_names=["images"],
-                    output_names=["features"],
-                    dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
-                    opset_version=17,
-                    dynamo=False,
-                )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        export_onnx_atomic(
+            self._torch(),
+            (x,),
+            path,
+            input_names=["images"],
+            output_names=["features"],
+            dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+        )
         log.info("cnn: exported %s to %s", self.arch, path)
         return path
 

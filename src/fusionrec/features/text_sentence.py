@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fusionrec.errors import ConfigError
-from fusionrec.features.base import Extractor, l2_normalize
+from fusionrec.features.base import Extractor, export_onnx_atomic, l2_normalize
 
 log = logging.getLogger("fusionrec")
 
@@ -211,9 +211,6 @@ class SentenceExtractor(Extractor):
         self._tokenizer = tok
 
     def _export(self, root: Path, path: Path) -> None:
-        import tempfile
-        import warnings
-
         import torch
 
         offline_env()
@@ -229,28 +226,16 @@ class SentenceExtractor(Extractor):
             def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
                 return self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         ids = torch.ones(2, 8, dtype=torch.long)
-        fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=path.parent)
-        os.close(fd)
-        try:
-            axes = {0: "batch", 1: "tokens"}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    Hidden(net),
-                    (ids, torch.ones_like(ids)),
-                    tmp,
-                    input_names=["input_ids", "attention_mask"],
-                    output_names=["hidden"],
-                    dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
-                    opset_version=17,
-                    dynamo=False,
-                )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        axes = {0: "batch", 1: "tokens"}
+        export_onnx_atomic(
+            Hidden(net),
+            (ids, torch.ones_like(ids)),
+            path,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["hidden"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
+        )
         log.info("sentence: exported %s to %s", self.model_name, path)
 
     def _load_torch(self) -> Any:
