@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fusionrec")
 
 # The one source of the trainer's shared settings: a model that exposes one of these as a constructor
-# parameter uses the same default (tests/models/test_torch_trainer.py checks), one that does not gets it.
+# parameter takes its default from here (``random_state: int = TRAINER_DEFAULTS["random_state"]``;
+# tests/models/test_torch_trainer.py checks), one that does not gets it from ``_hp``.
 TRAINER_DEFAULTS: dict[str, Any] = {
     "random_state": 0,
     "device": "cpu",

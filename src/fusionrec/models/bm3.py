@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import normalised_adjacency
-from fusionrec.models._torch import Batch, SparseAdj, TorchFactorModel, batch_l2, to_numpy
+from fusionrec.models._torch import TRAINER_DEFAULTS, Batch, SparseAdj, TorchFactorModel, batch_l2, to_numpy
 from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.lightgcn import propagate
 
@@ -75,14 +75,14 @@ class BM3(TorchFactorModel):
         epochs: int = 300,
         learning_rate: float = 0.002,
         batch_size: int = 4096,
-        eval_every: int = 1,
+        eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 20,
-        valid_metric: str = "recall@20",
-        modality_dropout: float = 0.0,
-        feature_noise: float = 0.0,
+        valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
+        modality_dropout: float = TRAINER_DEFAULTS["modality_dropout"],
+        feature_noise: float = TRAINER_DEFAULTS["feature_noise"],
         modalities: Sequence[str] | str | None = None,
-        random_state: int = 0,
-        device: str = "cpu",
+        random_state: int = TRAINER_DEFAULTS["random_state"],
+        device: str = TRAINER_DEFAULTS["device"],
     ) -> None:
         self.factors = factors
         self.layers = layers

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
-from fusionrec.models._torch import Batch, TorchFactorModel, batch_l2, bpr_loss, to_numpy
+from fusionrec.models._torch import TRAINER_DEFAULTS, Batch, TorchFactorModel, batch_l2, bpr_loss, to_numpy
 
 
 class BPRTorch(TorchFactorModel):
@@ -57,11 +57,11 @@ class BPRTorch(TorchFactorModel):
         learning_rate: float = 0.002,
         reg: float = 0.01,
         batch_size: int = 4096,
-        eval_every: int = 1,
+        eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 20,
-        valid_metric: str = "recall@20",
-        random_state: int = 0,
-        device: str = "cpu",
+        valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
+        random_state: int = TRAINER_DEFAULTS["random_state"],
+        device: str = TRAINER_DEFAULTS["device"],
     ) -> None:
         self.factors = factors
         self.epochs = epochs

@@ -10,7 +10,15 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import item_item_knn_graph, normalised_adjacency, prune_edges
 from fusionrec.errors import ConfigError
-from fusionrec.models._torch import Batch, SparseAdj, TorchFactorModel, batch_l2, bpr_loss, to_numpy
+from fusionrec.models._torch import (
+    TRAINER_DEFAULTS,
+    Batch,
+    SparseAdj,
+    TorchFactorModel,
+    batch_l2,
+    bpr_loss,
+    to_numpy,
+)
 from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.lightgcn import propagate
 
@@ -100,13 +108,13 @@ class FREEDOM(TorchFactorModel):
         epochs: int = 300,
         learning_rate: float = 0.005,
         batch_size: int = 4096,
-        eval_every: int = 1,
+        eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 20,
-        valid_metric: str = "recall@20",
-        modality_dropout: float = 0.0,
-        feature_noise: float = 0.0,
-        random_state: int = 0,
-        device: str = "cpu",
+        valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
+        modality_dropout: float = TRAINER_DEFAULTS["modality_dropout"],
+        feature_noise: float = TRAINER_DEFAULTS["feature_noise"],
+        random_state: int = TRAINER_DEFAULTS["random_state"],
+        device: str = TRAINER_DEFAULTS["device"],
     ) -> None:
         self.factors = factors
         self.layers = layers

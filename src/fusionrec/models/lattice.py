@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import item_item_knn_graph
 from fusionrec.errors import ConfigError
+from fusionrec.models._torch import TRAINER_DEFAULTS
 from fusionrec.models.fusion.content import ContentMixin, principal_basis
 from fusionrec.models.lightgcn import LightGCN, propagate
 
@@ -83,11 +84,11 @@ class LATTICE(ContentMixin, LightGCN):
         learning_rate: float = 0.001,
         reg: float = 1e-4,
         batch_size: int = 2048,
-        eval_every: int = 1,
+        eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 50,
-        valid_metric: str = "recall@20",
-        random_state: int = 0,
-        device: str = "cpu",
+        valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
+        random_state: int = TRAINER_DEFAULTS["random_state"],
+        device: str = TRAINER_DEFAULTS["device"],
     ) -> None:
         super().__init__(
             factors=factors,

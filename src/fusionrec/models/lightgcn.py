@@ -7,7 +7,15 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import normalised_adjacency
-from fusionrec.models._torch import Batch, SparseAdj, TorchFactorModel, batch_l2, bpr_loss, to_numpy
+from fusionrec.models._torch import (
+    TRAINER_DEFAULTS,
+    Batch,
+    SparseAdj,
+    TorchFactorModel,
+    batch_l2,
+    bpr_loss,
+    to_numpy,
+)
 
 
 def propagate(adj: SparseAdj, user_emb, item_emb, layers: int):
@@ -74,11 +82,11 @@ class LightGCN(TorchFactorModel):
         learning_rate: float = 0.005,
         reg: float = 1e-3,
         batch_size: int = 4096,
-        eval_every: int = 1,
+        eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 20,
-        valid_metric: str = "recall@20",
-        random_state: int = 0,
-        device: str = "cpu",
+        valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
+        random_state: int = TRAINER_DEFAULTS["random_state"],
+        device: str = TRAINER_DEFAULTS["device"],
     ) -> None:
         self.factors = factors
         self.layers = layers

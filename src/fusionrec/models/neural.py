@@ -9,7 +9,15 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.models._torch import Batch, TorchFactorModel, batch_l2, bpr_loss, popularity_prior, to_numpy
+from fusionrec.models._torch import (
+    TRAINER_DEFAULTS,
+    Batch,
+    TorchFactorModel,
+    batch_l2,
+    bpr_loss,
+    popularity_prior,
+    to_numpy,
+)
 from fusionrec.models.fusion.content import ContentMixin, principal_basis
 
 OBJECTIVES = ("bpr", "mse")
@@ -93,13 +101,13 @@ class NeuralFusion(ContentMixin, TorchFactorModel):
         reg: float = 1e-4,
         batch_size: int = 2048,
         min_batches: int = 16,
-        modality_dropout: float = 0.0,
-        feature_noise: float = 0.0,
-        eval_every: int = 1,
+        modality_dropout: float = TRAINER_DEFAULTS["modality_dropout"],
+        feature_noise: float = TRAINER_DEFAULTS["feature_noise"],
+        eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 20,
-        valid_metric: str = "recall@20",
-        random_state: int = 0,
-        device: str = "cpu",
+        valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
+        random_state: int = TRAINER_DEFAULTS["random_state"],
+        device: str = TRAINER_DEFAULTS["device"],
     ) -> None:
         self.factors = factors
         self.attention_dim = attention_dim
