@@ -75,11 +75,18 @@ def top_k_items(
     return idx[0][keep], val[0][keep]
 
 
-def ridge_fold_in(item_vectors: np.ndarray, item_idx: np.ndarray, reg: float | None) -> np.ndarray:
+def ridge_fold_in(
+    item_vectors: np.ndarray,
+    item_idx: np.ndarray,
+    reg: float | None,
+    targets: np.ndarray | None = None,
+) -> np.ndarray:
     """The vector of a user who interacted with ``item_idx``, item vectors held fixed (one ridge solve).
 
-    ``argmin_u Σ_i (1 − u·v_i)² + λ|u|²`` with ``λ = reg · len(item_idx)``: the penalty grows with the list so
-    a long history is not shrunk less than a short one. Solved in float64; an empty list gives zeros.
+    ``argmin_u Σ_i (t_i − u·v_i)² + λ|u|²`` with ``λ = reg · len(item_idx)``: the penalty grows with the list so
+    a long history is not shrunk less than a short one. ``targets`` ``t`` default to 1 (implicit feedback);
+    rating models pass what is left of the rating after their biases. Solved in float64; an empty list gives
+    zeros.
     """
     V = np.asarray(item_vectors)
     item_idx = np.asarray(item_idx, dtype=np.int64)
@@ -87,7 +94,8 @@ def ridge_fold_in(item_vectors: np.ndarray, item_idx: np.ndarray, reg: float | N
         return np.zeros(V.shape[1], np.float32)
     Vi = V[item_idx].astype(np.float64)
     lam = float(reg or DEFAULT_FOLD_IN_REG) * max(1, len(item_idx))
-    u = np.linalg.solve(Vi.T @ Vi + lam * np.eye(V.shape[1]), Vi.sum(axis=0))
+    rhs = Vi.sum(axis=0) if targets is None else Vi.T @ np.asarray(targets, dtype=np.float64)
+    u = np.linalg.solve(Vi.T @ Vi + lam * np.eye(V.shape[1]), rhs)
     return u.astype(np.float32)
 
 

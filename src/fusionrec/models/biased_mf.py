@@ -11,6 +11,7 @@ from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
 from fusionrec.measures import matrix_rmse
 from fusionrec.models.base import Recommender
+from fusionrec.ranking import ridge_fold_in
 
 log = logging.getLogger("fusionrec")
 
@@ -277,8 +278,7 @@ class BiasedMF(Recommender):
         if hasattr(self, "item_implicit_"):
             p0 = self.item_implicit_[item_idx].sum(axis=0) / np.sqrt(len(item_idx))
         target = self.rating_max_ - base[item_idx] - Qi @ p0
-        ridge = max(float(self.reg), 1e-6) * len(item_idx) * np.eye(Qi.shape[1])
-        p = p0 + np.linalg.solve(Qi.T @ Qi + ridge, Qi.T @ target)
+        p = p0 + ridge_fold_in(self.item_factors_, item_idx, max(float(self.reg), 1e-6), targets=target)
         return (base + self.item_factors_ @ p).astype(np.float32)
 
     def user_vectors(self) -> np.ndarray:
