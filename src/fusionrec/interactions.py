@@ -181,7 +181,7 @@ def _merged_times(
 
 
 def _check_user_ids(raw_users: list[str]) -> None:
-    bad = [u for u in set(raw_users) if len(u) > MAX_USER_ID_LENGTH or not _USER_ID_RE.match(u)]
+    bad = [u for u in set(raw_users) if len(u) > MAX_USER_ID_LENGTH or not _USER_ID_RE.fullmatch(u)]
     if bad:
         shown = ", ".join(repr(u[:50]) for u in sorted(bad)[:5])
         raise DataError(
