@@ -197,6 +197,7 @@ def test_bad_batches_are_4xx_with_a_message_and_change_nothing(als_template, tmp
         {"interactions": [{"user": "x3", "item": "1", "timestamp": 1.5}]},
         {"interactions": [{"user": "x3", "item": "1", "rating": 5}]},
         {"interactions": [{"user": True, "item": "1"}]},
+        {"interactions": [{"user": 10**16, "item": "1"}]},  # its decimal string would be a long id
         {"events": [{"user": "x3", "item": "1"}]},
     ):
         r = c.post("/interactions", json=body)

@@ -11,6 +11,8 @@ from fusionrec.interactions import MAX_USER_ID_LENGTH, USER_ID_PATTERN
 MAX_K = 1000
 MAX_HISTORY = 5000
 MAX_INTERACTIONS = 10_000  # events per POST /interactions
+# bound of integer ids and times: exact as a double too, so clients comparing in floating point agree
+MAX_JSON_ID = 10**15
 
 
 def _query_bool(value: Any) -> Any:
@@ -59,14 +61,16 @@ class Interaction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # an integer id becomes its decimal string, which must fit the length limit too
     user: (
-        Annotated[str, Field(min_length=1, max_length=MAX_USER_ID_LENGTH, pattern=USER_ID_PATTERN)] | JsonInt
+        Annotated[str, Field(min_length=1, max_length=MAX_USER_ID_LENGTH, pattern=USER_ID_PATTERN)]
+        | Annotated[int, Field(ge=-MAX_JSON_ID, le=MAX_JSON_ID), BeforeValidator(_json_int)]
     ) = Field(description="raw user id (string or integer); a user the model does not know is created")
     item: Annotated[str, Field(min_length=1, max_length=200)] | JsonInt = Field(
         description="raw item id the model knows (add new items with POST /items first)"
     )
     timestamp: JsonInt | None = Field(
-        None, ge=-(2**62) + 1, le=2**62 - 1, description="seconds since the epoch (default: now)"
+        None, ge=-MAX_JSON_ID, le=MAX_JSON_ID, description="seconds since the epoch (default: now)"
     )
 
 
