@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import fusionrec
-from fusionrec.artifacts import LIVE_USERS, TRAIN_TIMES
+from fusionrec.artifacts import LIVE_USER_VECTORS, LIVE_USERS, TRAIN_TIMES, load_artifact, save_artifact
 from fusionrec.errors import DataError, UnknownItemError, UnknownUserError
 
 DEMO = fusionrec.__path__[0] + "/demo_data"
@@ -98,3 +98,22 @@ def test_models_without_vectors_fold_the_whole_history_in(ratings, model):
     rec.forget_user("7")
     assert rec.recommend("8", k=10).equals(other)
     assert rec.artifact_.extra_arrays[LIVE_USERS].tolist() == []
+
+
+def test_an_artifact_whose_live_entries_do_not_fit_is_refused_naming_the_file(ratings, tmp_path):
+    rec = _fit(ratings, factors=16)
+    rec.add_interactions(_events([("new-e", "1"), ("3", "2")]), **COLS)
+    art = rec.artifact_
+    for name, extra in (
+        ("no-live", {k: v for k, v in art.extra_arrays.items() if k != LIVE_USERS}),  # the new user unserved
+        ("short", {**art.extra_arrays, LIVE_USERS: art.extra_arrays[LIVE_USERS][:1]}),
+        ("vectors", {**art.extra_arrays, LIVE_USER_VECTORS: art.extra_arrays[LIVE_USER_VECTORS][:, :3]}),
+    ):
+        art.extra_arrays = extra
+        save_artifact(art, tmp_path / name)
+        with pytest.raises(DataError, match="refit|vectors"):
+            fusionrec.Recommender.load(tmp_path / name)
+    assert load_artifact(tmp_path / "vectors").extra_arrays[LIVE_USERS].tolist() == [
+        art.user_ids.index("3"),
+        art.user_ids.index("new-e"),
+    ]

@@ -146,8 +146,9 @@ class Recommender:
         """Take in interactions that happened after fitting, without refitting: users not seen before are
         created, every user in ``interactions`` gets its list from its whole history at once (the fold-in
         of :meth:`recommend_for_items`), and the new items leave its next lists. ``time_col`` (numbers or
-        dates; default: now) dates the events. Items must be known (else ``UnknownItemError``, and nothing
-        changes). Kept by :meth:`save`; what ``POST /interactions`` does on the server.
+        dates; default: now) dates the events where the model keeps interaction times (fitted with one).
+        Items must be known (else ``UnknownItemError``, and nothing changes). Kept by :meth:`save`; what
+        ``POST /interactions`` does on the server.
         """
         from fusionrec.data.loaders.common import parse_timestamps
         from fusionrec.interactions import apply_interactions
