@@ -121,6 +121,12 @@ class ArtifactView:
         live_idx = np.asarray(art.extra_arrays.get(LIVE_USERS, np.zeros(0, np.int64)), np.int64)
         if len(live_idx) and (live_idx.min() < 0 or live_idx.max() >= n_users):
             raise DataError(f"{where}: a live user index is outside 0..{n_users - 1}")
+        n_model_users = int(getattr(model, "n_users_", n_users))
+        if n_users < n_model_users or np.count_nonzero(live_idx >= n_model_users) != n_users - n_model_users:
+            raise DataError(
+                f"{where}: the model has {n_model_users} users and {len(live_idx)} live one(s), which do not "
+                f"cover the {n_users} users of the id map"
+            )
         live = np.zeros(n_users, bool)
         live[live_idx] = True
         if model.is_inner_product:
@@ -190,11 +196,6 @@ def _with_live_vectors(
 ) -> np.ndarray:
     """Every user's vector: the model's rows, replaced (or, for users added later, extended) by live ones."""
     n_model = model_vecs.shape[0]
-    if n_users < n_model or np.count_nonzero(live_idx >= n_model) != n_users - n_model:
-        raise DataError(
-            f"{where}: the model has {n_model} user vectors and {len(live_idx)} live one(s), "
-            f"which do not cover the {n_users} users of the id map"
-        )
     if not len(live_idx):
         return np.ascontiguousarray(model_vecs)
     vecs = np.asarray(art.extra_arrays.get(LIVE_USER_VECTORS, np.zeros((0, 0))), np.float32)
