@@ -7,6 +7,9 @@ fixed time and at most a fixed number of requests. Users are drawn at random; ev
 transport failure counts as an error. The machine's load average is reported with the numbers: on a shared
 2-core machine the other processes' CPU use moves latencies more than anything in the server does.
 
+Also timed: one ``POST /interactions`` batch of 100 events (half of them new users) on the live server, and
+``Recommender.add_interactions`` of the same batch size in-process (medians of several batches).
+
     python bench/bench_serve.py            # 50 clients × 20 s, HNSW and exact retrieval
     python bench/run.py serve --quick      # 50 clients × 5 s, HNSW only
 """
@@ -14,7 +17,9 @@ transport failure counts as an error. The machine's load average is reported wit
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -169,6 +174,71 @@ def load_test(
     }
 
 
+def _event_batches(artifact: Path, batches: int, size: int, seed: int) -> list[list[dict]]:
+    """``batches`` lists of ``size`` events: every other one a new user's, the rest known users' (random items)."""
+    ids = json.loads((artifact / "idmaps.json").read_text())
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in range(batches):
+        out.append(
+            [
+                {
+                    "user": f"bench-{seed}-{b}-{n % 10}" if n % 2 else str(rng.choice(ids["users"])),
+                    "item": str(rng.choice(ids["items"])),
+                }
+                for n in range(size)
+            ]
+        )
+    return out
+
+
+def interactions_cost(artifact: Path, batches: int = 7, size: int = 100) -> dict:
+    """Median seconds of one POST /interactions batch (live server, saved to disk each time) and of
+    ``Recommender.add_interactions`` with as many events, each on a private copy of ``artifact``."""
+    import urllib.request
+
+    import pandas as pd
+
+    import fusionrec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        served = Path(tmp) / "served"
+        shutil.copytree(artifact, served)
+        port = _free_port()
+        proc = start_server(served, port, "hnsw")
+        http = []
+        try:
+            for batch in _event_batches(artifact, batches + 1, size, seed=1):
+                body = json.dumps({"interactions": batch}).encode()
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/interactions",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    r.read()
+                http.append(time.perf_counter() - t0)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        rec = fusionrec.Recommender.load(artifact)
+        facade = []
+        for batch in _event_batches(artifact, batches + 1, size, seed=2):
+            frame = pd.DataFrame(batch)
+            t0 = time.perf_counter()
+            rec.add_interactions(frame, user_col="user", item_col="item")
+            facade.append(time.perf_counter() - t0)
+    return {  # the first batch of each pays one-off costs (imports, connection)
+        "http_s": float(np.median(http[1:])),
+        "facade_s": float(np.median(facade[1:])),
+        "load_avg": os.getloadavg()[0],
+    }
+
+
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -262,6 +332,14 @@ def run(quick: bool = False) -> list[dict]:
                 },
                 {"bench": "serve", "case": f"{case} errors", "value": float(r["errors"]), "unit": "count"},
             ]
+        live = interactions_cost(artifact, batches=3 if quick else 7)
+        note = f"median of {3 if quick else 7} batches of 100 events, half new users; load avg {live['load_avg']:.1f}"
+        rows += [
+            {"bench": "serve", "case": "POST /interactions (100 events)", "value": live["http_s"], "unit": "s",
+             "note": note + "; saved to disk each time"},
+            {"bench": "serve", "case": "Recommender.add_interactions (100 events)", "value": live["facade_s"],
+             "unit": "s", "note": note},
+        ]  # fmt: skip
     return rows
 
 

@@ -27,6 +27,7 @@ LAYERS = {
     "evaluation": 4,
     "pipeline": 5,
     "recommend": 5,
+    "interactions": 5,  # interactions after fitting, applied to an artifact (facade and server)
     "experiment": 6,  # runs commands: load options, grids
     "report": 5,
     "tuning": 5,

@@ -4,6 +4,7 @@
     rec = fusionrec.Recommender("als", factors=64).fit(df, user_col="user", item_col="item")
     rec.recommend(["u1", "u2"], k=10)          # DataFrame: user, rank, item, score
     rec.similar_items("i7"); rec.recommend_for_items(["i1", "i2"])
+    rec.add_interactions(new_df, user_col="user", item_col="item")   # new users, refreshed lists
     rec.save("runs/rec"); fusionrec.Recommender.load("runs/rec")
 
 Queries go through :mod:`fusionrec.recommend`, the one implementation the CLI and the server use too, so
@@ -133,6 +134,49 @@ class Recommender:
 
         return pd.DataFrame(_columns(similar_items(self._require(), str(item), k=k, modality=modality)))
 
+    # ------------------------------------------------------------------ live updates
+    def add_interactions(
+        self,
+        interactions: pd.DataFrame,
+        *,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        time_col: str | None = None,
+    ) -> Recommender:
+        """Take in interactions that happened after fitting, without refitting: users not seen before are
+        created, every user in ``interactions`` gets its list from its whole history at once (the fold-in
+        of :meth:`recommend_for_items`), and the new items leave its next lists. ``time_col`` (numbers or
+        dates; default: now) dates the events where the model keeps interaction times (fitted with one).
+        Items must be known (else ``UnknownItemError``, and nothing changes). Kept by :meth:`save`; what
+        ``POST /interactions`` does on the server.
+        """
+        from fusionrec.data.loaders.common import parse_timestamps
+        from fusionrec.interactions import apply_interactions
+
+        view = self._require()
+        if not isinstance(interactions, pd.DataFrame):
+            raise ConfigError("interactions must be a pandas DataFrame with one row per interaction")
+        for col in (user_col, item_col, *([time_col] if time_col else [])):
+            if col not in interactions.columns:
+                raise DataError(f"interactions: no column {col!r} (found {list(interactions.columns)})")
+        for col in (user_col, item_col):
+            empty = interactions[col].isna().to_numpy(bool)
+            if empty.any():
+                raise DataError(f"interactions: column {col!r} row {int(np.flatnonzero(empty)[0])} is empty")
+        times = None
+        if time_col:
+            times = parse_timestamps(
+                interactions[time_col].reset_index(drop=True), Path("interactions"), time_col
+            )
+        applied = apply_interactions(
+            view,
+            interactions[user_col].astype(str).tolist(),
+            interactions[item_col].astype(str).tolist(),
+            times,
+        )
+        self._set(applied.artifact)
+        return self
+
     # ------------------------------------------------------------------ privacy and evaluation
     def forget_user(self, user: Any) -> Recommender:
         """Remove a user's interactions and learned rows; every other user's scores stay as they were."""
@@ -152,6 +196,8 @@ class Recommender:
     ) -> dict[str, float]:
         """Full-ranking metrics on held-out ``test`` rows (training items masked); rows naming users or
         items the model does not know are left out (their count is returned as ``skipped``)."""
+        from fusionrec.recommend import score_users
+
         art = self._require().art
         for col in (user_col, item_col):
             if col not in test.columns:
@@ -162,10 +208,14 @@ class Recommender:
         if not known.any():
             raise DataError("no test row names a user and an item the model knows")
         target = sp.csr_matrix(
-            (np.ones(int(known.sum()), np.float32), (u[known], i[known])), shape=art.train.shape
+            (np.ones(int(known.sum()), np.float32), (u[known], i[known])),
+            shape=(len(art.user_ids), len(art.item_ids)),
         )
         target.data[:] = 1.0  # duplicates count once
-        res = evaluate_scores(art.model.score, target, art.train, metrics=tuple(metrics))
+        view = self._require()
+        res = evaluate_scores(
+            lambda users: score_users(view, users), target, view.seen, metrics=tuple(metrics)
+        )
         return {**res.metrics, "users": len(res.users), "skipped": int((~known).sum())}
 
     # ------------------------------------------------------------------ persistence

@@ -57,6 +57,11 @@ FORMAT_VERSION = 1
 ITEM_LISTS = ("item_titles", "item_images")
 # extra_arrays key: the timestamp of each training interaction, aligned with ``train``'s sorted nonzeros
 TRAIN_TIMES = "train/times"
+# extra_arrays keys of users whose interactions arrived after fitting (``fusionrec.interactions``): their
+# indices (sorted; every user past the model's own ``n_users_`` is one) and, for inner-product models, their
+# fold-in vectors, one row per index. The query core serves these users from them instead of the model's rows.
+LIVE_USERS = "live/users"
+LIVE_USER_VECTORS = "live/user_vectors"
 #: called with the name of each step of a replacement, after it is done (tests kill the process there)
 crash_hook: Callable[[str], None] | None = None
 
@@ -373,7 +378,7 @@ def _load_dir(root: Path) -> Artifact:
     except DataError as e:
         raise DataError(f"{ids_file}: {e}") from None
     n_users, n_items = len(user_ids), len(item_ids)
-    if model.n_users_ != n_users or model.n_items_ > n_items:
+    if model.n_users_ > n_users or model.n_items_ > n_items:
         raise DataError(
             f"{root}: the model has {model.n_users_} users and {model.n_items_} items but {ids_file.name} lists "
             f"{n_users} users and {n_items} items; the artifact is damaged, refit it"
@@ -409,6 +414,7 @@ def _load_dir(root: Path) -> Artifact:
             extra_arrays = decode_arrays(_safetensors(root / "extra_arrays.safetensors"))
         except (KeyError, UnicodeDecodeError, ValueError) as e:
             raise DataError(f"{root / 'extra_arrays.safetensors'}: damaged string arrays ({e})") from None
+    _check_live_users(extra_arrays, int(model.n_users_), n_users, root / "extra_arrays.safetensors")
     return Artifact(
         model=model,
         user_ids=user_ids,
@@ -418,6 +424,33 @@ def _load_dir(root: Path) -> Artifact:
         info=info,
         extra_arrays=extra_arrays,
     )
+
+
+def _check_live_users(extra: dict[str, np.ndarray], n_model: int, n_users: int, where: Path) -> None:
+    """Users added after fitting must each have a live entry; live indices in range, sorted, one vector each."""
+    live = extra.get(LIVE_USERS)
+    if live is None:
+        if n_users != n_model:
+            raise DataError(
+                f"{where.parent}: the model has {n_model} users but the id map lists {n_users} and no "
+                f"{LIVE_USERS} entries say how to serve the others; the artifact is damaged, refit it"
+            )
+        return
+    ok = (
+        live.ndim == 1
+        and live.dtype.kind in "iu"
+        and (len(live) == 0 or (int(live.min()) >= 0 and int(live.max()) < n_users))
+        and bool(np.all(np.diff(live) > 0))
+        and int(np.count_nonzero(live >= n_model)) == n_users - n_model
+    )
+    if not ok:
+        raise DataError(
+            f"{where}: {LIVE_USERS} must be increasing user indices below {n_users} covering the "
+            f"{n_users - n_model} user(s) added after fitting; the artifact is damaged, refit it"
+        )
+    vecs = extra.get(LIVE_USER_VECTORS)
+    if vecs is not None and (vecs.ndim != 2 or vecs.shape[0] != len(live) or not np.isfinite(vecs).all()):
+        raise DataError(f"{where}: {LIVE_USER_VECTORS} must hold one finite row per entry of {LIVE_USERS}")
 
 
 def _safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -469,19 +502,21 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     """A copy of ``art`` without one user: its id, its training row and its rows of the model's state.
 
     The model removes the user itself (``Recommender.forget_user_rows``: the ``user_*_`` naming convention
-    by default; kNN models and late fusion override it). Item-side arrays learnt with the user's help are
-    kept; refitting without the user removes that trace too. Save the result with :func:`save_artifact` to
-    make the deletion durable.
+    by default; kNN models and late fusion override it); a user added after fitting loses its live entry
+    instead. Item-side arrays learnt with the user's help are kept; refitting without the user removes
+    that trace too. Save the result with :func:`save_artifact` to make the deletion durable.
     """
     idx = art.user_ids.get(raw_user_id)
     if idx < 0:
         raise UnknownUserError(f"user {raw_user_id!r} is not in the artifact; nothing to forget")
     model = art.model
     n_users = len(art.user_ids)
-    new_model = type(model).from_params(model.get_params())
-    new_model.show_progress = model.show_progress
-    new_model.load_state({k: v.copy() for k, v in model.state_arrays().items()}, model.state_meta())
-    new_model.forget_user_rows(idx)
+    new_model = model  # a user added after fitting has no rows in the model
+    if idx < model.n_users_:
+        new_model = type(model).from_params(model.get_params())
+        new_model.show_progress = model.show_progress
+        new_model.load_state({k: v.copy() for k, v in model.state_arrays().items()}, model.state_meta())
+        new_model.forget_user_rows(idx)
     keep = np.delete(np.arange(n_users), idx)
     old_train = sp.csr_matrix(art.train)
     train = old_train[keep]
@@ -491,6 +526,12 @@ def forget_user(art: Artifact, raw_user_id: object) -> Artifact:
     times = extra.get(TRAIN_TIMES)
     if times is not None and len(times) == old_train.nnz:  # the user's interaction times go with its row
         extra[TRAIN_TIMES] = np.delete(times, np.arange(old_train.indptr[idx], old_train.indptr[idx + 1]))
+    live = extra.get(LIVE_USERS)
+    if live is not None:  # its fold-in vector goes too; later users move up one index
+        stay = live != idx
+        extra[LIVE_USERS] = np.where(live[stay] > idx, live[stay] - 1, live[stay]).astype(np.int64)
+        if LIVE_USER_VECTORS in extra:
+            extra[LIVE_USER_VECTORS] = extra[LIVE_USER_VECTORS][stay]
     return Artifact(
         model=new_model,
         user_ids=IdMap(art.user_ids.raw_ids[keep]),

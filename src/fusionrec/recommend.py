@@ -11,6 +11,8 @@ keeps one per snapshot, the CLI builds one per call. Four queries:
 :func:`recommend_for_user`, :func:`recommend_for_items` and :func:`similar_items` wrap them by raw ids and
 return plain rows. Items added at run time (``serving.catalog``) live beside the model in the artifact's
 ``extra_arrays``: a vector for inner-product models, else the content neighbours whose scores they borrow.
+So do users whose interactions arrived after fitting (:mod:`fusionrec.interactions`): an inner-product
+model's user is served by its stored fold-in vector, any other model's by a fold-in of its whole history.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.artifacts import Artifact
+from fusionrec.artifacts import LIVE_USER_VECTORS, LIVE_USERS, Artifact
 from fusionrec.data.graph import column_cosine, fused_cosine, unit_rows
 from fusionrec.errors import ConfigError, DataError, UnknownItemError, UnknownUserError, UnsupportedError
 from fusionrec.ranking import ridge_fold_in, top_k_items
@@ -70,6 +72,7 @@ class ArtifactView:
     added_nbrs: np.ndarray | None = None
     added_wts: np.ndarray | None = None
     same_model_items: bool = False  # built from a previous revision whose model items were the same
+    live: np.ndarray | None = None  # per user: served by fold-in over its history, not the model's row
 
     @property
     def model(self):
@@ -91,6 +94,10 @@ class ArtifactView:
     def inner_product(self) -> bool:
         return self.item_vecs is not None
 
+    def is_live(self, u: int) -> bool:
+        """Whether user ``u`` got interactions after fitting (its list comes from a fold-in)."""
+        return self.live is not None and bool(self.live[u])
+
     @classmethod
     def build(
         cls,
@@ -110,13 +117,26 @@ class ArtifactView:
         user_vecs = item_vecs = item_unit = index = None
         nbrs = wts = None
         same_items = False
+        n_users = len(art.user_ids)
+        live_idx = np.asarray(art.extra_arrays.get(LIVE_USERS, np.zeros(0, np.int64)), np.int64)
+        if len(live_idx) and (live_idx.min() < 0 or live_idx.max() >= n_users):
+            raise DataError(f"{where}: a live user index is outside 0..{n_users - 1}")
+        n_model_users = int(getattr(model, "n_users_", n_users))
+        if n_users < n_model_users or np.count_nonzero(live_idx >= n_model_users) != n_users - n_model_users:
+            raise DataError(
+                f"{where}: the model has {n_model_users} users and {len(live_idx)} live one(s), which do not "
+                f"cover the {n_users} users of the id map"
+            )
+        live = np.zeros(n_users, bool)
+        live[live_idx] = True
         if model.is_inner_product:
-            user_vecs = np.ascontiguousarray(model.user_vectors(), dtype=np.float32)
+            user_vecs = np.asarray(model.user_vectors(), dtype=np.float32)
             base = np.asarray(model.item_vectors(), dtype=np.float32)
             added = np.asarray(art.extra_arrays.get(ADDED_VECTORS, np.zeros((0, base.shape[1]))), np.float32)
             if added.shape[0] != n_added:
                 raise DataError(f"{where}: {n_added} added item(s) but {added.shape[0]} stored vector(s)")
             item_vecs = np.ascontiguousarray(np.vstack([base, added]))
+            user_vecs = _with_live_vectors(art, user_vecs, live_idx, n_users, where)
             item_unit = unit_rows(item_vecs)
             same_items = (
                 prev is not None
@@ -167,7 +187,27 @@ class ArtifactView:
             added_nbrs=nbrs,
             added_wts=wts,
             same_model_items=bool(model.is_inner_product and same_items),
+            live=live if len(live_idx) else None,
         )
+
+
+def _with_live_vectors(
+    art: Artifact, model_vecs: np.ndarray, live_idx: np.ndarray, n_users: int, where: str
+) -> np.ndarray:
+    """Every user's vector: the model's rows, replaced (or, for users added later, extended) by live ones."""
+    n_model = model_vecs.shape[0]
+    if not len(live_idx):
+        return np.ascontiguousarray(model_vecs)
+    vecs = np.asarray(art.extra_arrays.get(LIVE_USER_VECTORS, np.zeros((0, 0))), np.float32)
+    if vecs.shape != (len(live_idx), model_vecs.shape[1]):
+        raise DataError(
+            f"{where}: {len(live_idx)} live user(s) need ({len(live_idx)}, {model_vecs.shape[1]}) vectors; "
+            f"got {vecs.shape}"
+        )
+    out = np.zeros((n_users, model_vecs.shape[1]), np.float32)
+    out[:n_model] = model_vecs
+    out[live_idx] = vecs
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- ids
@@ -219,6 +259,8 @@ def rank_user(view: ArtifactView, u: int, k: int, *, exclude_seen: bool = True) 
     seen = _row(view.seen, u) if exclude_seen else np.empty(0, np.int64)
     if view.inner_product:
         ranked = _rank_vector(view, view.user_vecs[u], k, seen)  # type: ignore[index]
+    elif view.is_live(u):  # its newer interactions are not in the model: fold its whole history in
+        ranked = rank_fold_in(view, _row(view.seen, u), k, exclude_seen=exclude_seen)
     else:
         scores = extend_scores(view, np.asarray(view.model.score(np.array([u])), np.float32)[0])
         ranked = _rank_scores(scores, k, seen, "exact")
@@ -239,6 +281,12 @@ def rank_fold_in(view: ArtifactView, item_idx: np.ndarray, k: int, *, exclude_se
         ranked = _rank_vector(view, u, k, exclude)
         ranked.source = f"fold-in ({ranked.source})"
         return ranked
+    scores, source = _fold_in_scores(view, idx)
+    return _rank_scores(scores, k, exclude, source)
+
+
+def _fold_in_scores(view: ArtifactView, idx: np.ndarray) -> tuple[np.ndarray, str]:
+    """Every item's score for an unknown user of a model without vectors, from its (unique) items."""
     base = idx[idx < view.n_model]
     if view.added_nbrs is not None:  # added items stand in through their content neighbours
         base = np.unique(
@@ -250,7 +298,23 @@ def rank_fold_in(view: ArtifactView, item_idx: np.ndarray, k: int, *, exclude_se
     except NotImplementedError:
         scores = cooccurrence_scores(view, base)
         source = "fold-in (item co-occurrence pooling)"
-    return _rank_scores(extend_scores(view, scores), k, exclude, source)
+    return extend_scores(view, scores), source
+
+
+def score_users(view: ArtifactView, users: np.ndarray) -> np.ndarray:
+    """Scores of every catalogue item (added ones included) for a block of user indices, ``(n, n_items)``,
+    as :func:`rank_user` ranks them (seen items not masked)."""
+    users = np.asarray(users, dtype=np.int64)
+    if view.inner_product:
+        return np.asarray(view.user_vecs[users] @ view.item_vecs.T, np.float32)  # type: ignore[index,union-attr]
+    live = view.live[users] if view.live is not None else np.zeros(len(users), bool)
+    out = np.empty((len(users), view.n_items), np.float32)
+    if (~live).any():
+        own = np.asarray(view.model.score(users[~live]), np.float32)[:, : view.n_model]
+        out[~live] = extend_scores(view, own)
+    for j in np.flatnonzero(live):  # one fold-in per user whose interactions arrived after fitting
+        out[j] = _fold_in_scores(view, _row(view.seen, int(users[j])))[0]
+    return out
 
 
 def rank_similar(view: ArtifactView, i: int, k: int, modality: str = "all") -> Ranked:
@@ -288,7 +352,7 @@ def explain(view: ArtifactView, ranked: Ranked) -> list[dict[str, Any]]:
     """Per recommended item, its explanation: the model's ``score_parts`` where it has them, else score-only."""
     items = ranked.items
     fallback = [{"kind": "score-only", "score": float(s)} for s in ranked.scores]
-    if ranked.user < 0:
+    if ranked.user < 0 or view.is_live(ranked.user):  # the model's own row does not explain a live list
         return fallback
     from fusionrec.models.explain import explain_recommendations
 

@@ -280,23 +280,29 @@ class EASE(_HistoryMixin, Recommender):
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
     ) -> None:
-        n_items = user_items.shape[1]
+        self._check_size(user_items.shape[1])
+        self._store_history(user_items)
+        x = self._history
+        self.weights_ = self._solve((x.T @ x).toarray().astype(np.float64))
+
+    def _check_size(self, n_items: int) -> None:
         if n_items > self.max_items:
             raise ConfigError(
-                f"ease builds a dense {n_items}×{n_items} matrix; that is too large. Use itemknn or als for "
-                f"catalogues over {self.max_items} items."
+                f"{self.name} builds a dense {n_items}×{n_items} matrix; that is too large. Use itemknn or als "
+                f"for catalogues over {self.max_items} items."
             )
         if float(self.reg) <= 0:
             raise ConfigError(f"reg must be positive; got {self.reg}")
-        self._store_history(user_items)
-        x = self._history
-        gram = (x.T @ x).toarray().astype(np.float64)
+
+    def _solve(self, gram: np.ndarray) -> np.ndarray:
+        """``B = I − P / diag(P)`` with a zero diagonal, ``P = (gram + reg·I)⁻¹``; ``gram`` is overwritten."""
+        n_items = gram.shape[0]
         gram[np.diag_indices(n_items)] += float(self.reg)
         weights = np.linalg.inv(gram)
         del gram
         weights /= -np.diag(weights)[None, :]  # in place: n_items² float64 is the memory bottleneck
         weights[np.diag_indices(n_items)] = 0.0
-        self.weights_ = weights.astype(np.float32)
+        return weights.astype(np.float32)
 
     def _after_load(self) -> None:
         self._history = None

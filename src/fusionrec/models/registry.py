@@ -18,6 +18,7 @@ _MODELS: dict[str, str] = {
     "userknn": "fusionrec.models.knn:UserKNN",
     "ease": "fusionrec.models.knn:EASE",
     "content-knn": "fusionrec.models.content_knn:ContentKNN",
+    "content-ease": "fusionrec.models.content_ease:ContentEASE",
     "als": "fusionrec.models.mf:ALS",
     "bpr": "fusionrec.models.mf:BPR",
     "bpr-torch": "fusionrec.models.bpr_torch:BPRTorch",

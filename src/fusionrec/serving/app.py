@@ -8,6 +8,8 @@ Endpoints (raw ids everywhere; JSON in and out; see ``/docs``):
 - ``GET /items/{item_id}`` and ``GET /items/{item_id}/similar?k=10&modality=image|text|all``;
 - ``POST /items`` (multipart: ``id``, ``title``, ``text``, ``image`` file): a new item, recommendable at once
   and saved with the artifact;
+- ``POST /interactions`` ``{"interactions": [{"user", "item", "timestamp"?}, ...]}``: events that happened
+  after fitting; new users are created, every user in the batch is served from its whole history at once;
 - ``DELETE /users/{user_id}``: forget a user (served model and artifact on disk).
 
 Bad input never reaches a 500: unknown ids are 404 with what to do instead, invalid parameters 422, an
@@ -268,6 +270,23 @@ def create_app(
         out = await run_in_threadpool(catalog.add_item, state, item_id, title=title, text=text, image=data)
         return JSONResponse(out, status_code=201)
 
+    @app.post(
+        "/interactions",
+        response_model=schemas.InteractionsApplied,
+        responses={**post_common, 404: {"model": schemas.ErrorBody, "description": "an unknown item"}},
+        tags=["users"],
+    )
+    async def add_interactions(body: schemas.InteractionsRequest) -> JSONResponse:
+        events = body.interactions
+        out = await run_in_threadpool(
+            catalog.add_interactions,
+            state,
+            [str(e.user) for e in events],
+            [str(e.item) for e in events],
+            [e.timestamp for e in events],
+        )
+        return JSONResponse(out)
+
     @app.delete(
         "/users/{user_id}",
         response_model=schemas.UserForgotten,
@@ -290,7 +309,7 @@ def create_app(
 
 def is_mutating(method: str, path: str) -> bool:
     """Routes that change the artifact: they need a write key."""
-    return method == "DELETE" or (method == "POST" and path.rstrip("/") == "/items")
+    return method == "DELETE" or (method == "POST" and path.rstrip("/") in ("/items", "/interactions"))
 
 
 def _common_responses(keys: ApiKeys) -> dict[int | str, dict[str, Any]]:

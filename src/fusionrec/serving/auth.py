@@ -3,8 +3,9 @@
 Keys come from a file (``fusionrec serve --api-key-file PATH``), one per line, ``write:KEY`` or ``read:KEY``
 (a bare ``KEY`` is a write key; ``#`` starts a comment), and from the environment: ``FUSIONREC_API_KEY`` (a
 write key) and ``FUSIONREC_READ_API_KEY`` (a read key). A write key also reads. Mutating routes
-(``POST /items``, ``DELETE /users/{id}``) need a write key whenever any key is configured; reads need a key
-only when a read key is configured. ``GET /healthz`` stays open for load balancers.
+(``POST /items``, ``POST /interactions``, ``DELETE /users/{id}``) need a write key whenever any key is
+configured; reads need a key only when a read key is configured. ``GET /healthz`` stays open for load
+balancers.
 
 Requests send ``Authorization: Bearer KEY``. No key: 401; a key that is not configured: 401; a read key on a
 mutating route: 403. Keys are compared in constant time (on their SHA-256 digests, so neither content nor

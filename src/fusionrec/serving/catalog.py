@@ -1,6 +1,6 @@
-"""Changes to the served catalogue: adding an item at run time, forgetting a user.
+"""Changes to the served catalogue: adding an item at run time, taking in new interactions, forgetting a user.
 
-Both run inside :meth:`ServingState.mutating` (exclusive across threads and worker processes) and end with
+All run inside :meth:`ServingState.mutating` (exclusive across threads and worker processes) and end with
 :meth:`ServingState.commit` (saved atomically, then served). Items added at run time live beside the model,
 not inside it: the artifact's item id map, training matrix (an empty column), features and titles grow by one
 row, and ``extra_arrays`` keeps what scores the new item — its vector (inner-product models: from the
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from fusionrec.errors import (
     UnsupportedError,
     UnsupportedMediaError,
 )
+from fusionrec.interactions import apply_interactions
 from fusionrec.models.cold import ContentMapper, cold_item_vectors, fit_content_mapper
 from fusionrec.ranking import top_k_items
 from fusionrec.recommend import ADDED_NEIGHBOURS, ADDED_VECTORS, ADDED_WEIGHTS, user_index
@@ -56,6 +58,28 @@ def forget_user(state: ServingState, raw_user: str) -> dict[str, Any]:
         snap = state.commit(new, snap)
     log.info("forgot a user; %d users remain", snap.n_users)
     return {"user_id": raw_user, "forgotten": True, "users": snap.n_users, "revision": snap.revision}
+
+
+def add_interactions(
+    state: ServingState,
+    users: Sequence[str],
+    items: Sequence[str],
+    times: Sequence[int | None],
+) -> dict[str, Any]:
+    """Apply a batch of (user, item, time) events to the served artifact (:mod:`fusionrec.interactions`)."""
+    t0 = time.perf_counter()
+    with state.mutating() as snap:
+        applied = apply_interactions(snap.view, users, items, times)
+        snap = state.commit(applied.artifact, snap)
+    out = {**applied.summary(), "revision": snap.revision}
+    log.info(
+        "took in %d interaction(s): %d user(s) created, %d updated (%.3fs)",
+        applied.events,
+        applied.users_created,
+        applied.users_updated,
+        time.perf_counter() - t0,
+    )
+    return out
 
 
 def add_item(

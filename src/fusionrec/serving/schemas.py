@@ -6,8 +6,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
+from fusionrec.interactions import MAX_USER_ID_LENGTH, USER_ID_PATTERN
+
 MAX_K = 1000
 MAX_HISTORY = 5000
+MAX_INTERACTIONS = 10_000  # events per POST /interactions
+# bound of integer ids and times: exact as a double too, so clients comparing in floating point agree
+MAX_JSON_ID = 10**15
 
 
 def _query_bool(value: Any) -> Any:
@@ -49,6 +54,41 @@ class FoldInRequest(BaseModel):
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="number of recommendations")
     exclude_seen: StrictBool = Field(True, description="leave the given items out of the recommendations")
+
+
+class Interaction(BaseModel):
+    """One event: ``user`` interacted with ``item`` (at ``timestamp``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # an integer id becomes its decimal string, which must fit the length limit too
+    user: (
+        Annotated[str, Field(min_length=1, max_length=MAX_USER_ID_LENGTH, pattern=USER_ID_PATTERN)]
+        | Annotated[int, Field(ge=-MAX_JSON_ID, le=MAX_JSON_ID), BeforeValidator(_json_int)]
+    ) = Field(description="raw user id (string or integer); a user the model does not know is created")
+    item: Annotated[str, Field(min_length=1, max_length=200)] | JsonInt = Field(
+        description="raw item id the model knows (add new items with POST /items first)"
+    )
+    timestamp: JsonInt | None = Field(
+        None, ge=-MAX_JSON_ID, le=MAX_JSON_ID, description="seconds since the epoch (default: now)"
+    )
+
+
+class InteractionsRequest(BaseModel):
+    """A batch of events, applied all together or (on any bad event) not at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interactions: list[Interaction] = Field(min_length=1, max_length=MAX_INTERACTIONS)
+
+
+class InteractionsApplied(BaseModel):
+    events: int = Field(description="events in the batch")
+    new_interactions: int = Field(description="(user, item) pairs not seen before")
+    users_created: int = Field(description="users the model did not know")
+    users_updated: int = Field(description="known users whose lists were refreshed")
+    users: int
+    revision: int
 
 
 class ScoredItem(BaseModel):

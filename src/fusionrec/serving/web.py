@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fusionrec.artifacts import TRAIN_TIMES
 from fusionrec.errors import UnknownItemError
-from fusionrec.recommend import extend_scores, item_index, item_indices, user_index
+from fusionrec.recommend import item_index, item_indices, score_users, user_index
 from fusionrec.serving import schemas
 from fusionrec.serving.state import ServingState, Snapshot
 
@@ -180,7 +180,7 @@ def _audience(snap: Snapshot, i: int, k: int, limit: int) -> dict[str, Any]:
     scores = np.full(n_users, -np.inf, np.float32)
     for lo in range(0, n_users, AUDIENCE_BLOCK):
         users = np.arange(lo, min(lo + AUDIENCE_BLOCK, n_users))
-        block = _block_scores(snap, users)
+        block = score_users(snap.view, users)
         seen = snap.seen[users]
         block[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
         own = block[:, i].copy()
@@ -200,10 +200,3 @@ def _audience(snap: Snapshot, i: int, k: int, limit: int) -> dict[str, Any]:
             for u in order.tolist()
         ],
     }
-
-
-def _block_scores(snap: Snapshot, users: np.ndarray) -> np.ndarray:
-    """Scores of every catalogue item (added ones included) for a block of users, as the server ranks them."""
-    if snap.inner_product:
-        return np.asarray(snap.user_vecs[users] @ snap.item_vecs.T, np.float32)  # type: ignore[index,union-attr]
-    return extend_scores(snap.view, np.asarray(snap.model.score(users), np.float32)[:, : snap.n_model])
