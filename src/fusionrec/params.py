@@ -144,3 +144,9 @@ def json_ish(value: str) -> Any:
     if "," in value:
         return [json_ish(v) for v in value.split(",") if v]
     return value
+
+
+def metric_list(value: Any) -> list[str]:
+    """The metric names a parameter holds: ``"recall@20,ndcg@20"``, a list of such strings, or one name."""
+    parts = [value] if isinstance(value, str) else list(value or [])
+    return [name.strip() for part in parts for name in str(part).split(",") if name.strip()]

@@ -40,15 +40,14 @@ def check_metric_params(model: Recommender) -> None:
     the valid names, instead of failing as a traceback when early stopping first runs."""
     from fusionrec.errors import ConfigError
     from fusionrec.evaluation.metrics import parse_metric
+    from fusionrec.params import metric_list
 
     for key, value in model.get_params().items():
         if key == "metric" or key.endswith("_metric"):
             try:
-                specs = [value] if isinstance(value, str) else list(value or [])
                 # "recall@20,ndcg@20" names several (late fusion and content-knn average them)
-                for spec in (s.strip() for part in specs for s in str(part).split(",")):
-                    if spec:
-                        parse_metric(spec)
+                for spec in metric_list(value):
+                    parse_metric(spec)
             except ValueError as e:  # ConfigError is a ValueError too
                 raise ConfigError(f"model {model.name!r} parameter {key}: {e}") from None
 

@@ -391,6 +391,7 @@ def test_forgetting_a_user_keeps_everyone_else_in_place(name):
         ("bpr-torch", "early_stop_metric", "valid_metric", "ndcg@10"),
         ("late-fusion", "metric", "valid_metric", "ndcg@10"),
         ("content-knn", "metric", "valid_metric", "ndcg@10"),
+        ("content-ease", "metric", "valid_metric", "ndcg@10"),
         ("vbpr", "feature_dim", "pca_dim", 3),
         ("lattice", "feature_dim", "pca_dim", 3),
         ("vbpr", "content_factors", "content_dim", 3),

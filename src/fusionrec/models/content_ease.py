@@ -12,6 +12,7 @@ from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
 from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.knn import EASE
+from fusionrec.params import metric_list
 
 log = logging.getLogger("fusionrec")
 
@@ -43,7 +44,7 @@ class ContentEASE(EASE):
         Modalities to use (``None``: every modality of the data, whatever their names).
     content_weights : list of float or None
         Fixed kernel weight per modality (in ``modalities`` order); ``None`` fits them on validation.
-    metric : str
+    valid_metric : str
         Validation metric(s) the weights maximise, averaged (``"recall@20,ndcg@20"``).
 
     References
@@ -64,12 +65,12 @@ class ContentEASE(EASE):
         reg: float = 200.0,
         modalities: Sequence[str] | None = None,
         content_weights: Sequence[float] | None = None,
-        metric: str = "recall@20,ndcg@20",
+        valid_metric: str = "recall@20,ndcg@20",
     ) -> None:
         super().__init__(reg=reg)
         self.modalities = modalities
         self.content_weights = content_weights
-        self.metric = metric
+        self.valid_metric = valid_metric
 
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
@@ -110,7 +111,7 @@ class ContentEASE(EASE):
             log.warning("content-ease: no validation data; every modality gets content weight 1")
             return np.ones(n)
         validate = self._validator_for("fitting the content weights")
-        metrics = [m.strip() for m in str(self.metric).split(",") if m.strip()]
+        metrics = metric_list(self.valid_metric)
         validate.check(metrics)
         hist = self._history
 

@@ -15,6 +15,7 @@ from fusionrec.models.base import Recommender
 from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.fusion.scoring import zscore_rows
 from fusionrec.models.knn import _from_parts, _HistoryMixin, _to_parts
+from fusionrec.params import metric_list
 
 log = logging.getLogger("fusionrec")
 
@@ -110,7 +111,7 @@ class ContentKNN(_HistoryMixin, Recommender):
         from fusionrec.models.late_fusion import validation_weights
 
         validate = self._validator_for("fitting the modality gates")
-        metrics = [m.strip() for m in str(self.valid_metric).split(",") if m.strip()]
+        metrics = metric_list(self.valid_metric)
         validate.check(metrics)
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         blocks = self._blocks(users, np.ones(n))

@@ -14,6 +14,7 @@ from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
 from fusionrec.models.base import Recommender, Validator
 from fusionrec.models.fusion.scoring import fit_weights, zscore_rows
+from fusionrec.params import metric_list
 
 log = logging.getLogger("fusionrec")
 
@@ -151,8 +152,7 @@ class LateFusion(Recommender):
         )
 
     def _metrics(self) -> list[str]:
-        names = [self.valid_metric] if isinstance(self.valid_metric, str) else list(self.valid_metric)
-        names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
+        names = metric_list(self.valid_metric)
         self._validator_for("fitting the fusion weights").check(names)  # fail early on a typo
         if not names:
             raise ConfigError("late-fusion needs a validation metric, e.g. valid_metric=recall@20")
