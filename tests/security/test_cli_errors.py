@@ -21,7 +21,7 @@ from attack_helpers import cli_env, free_port, run_cli
         (["--model", "als", "--param", "factors=abc"], "parameter factors: 'abc' is not a valid int"),
         (["--model", "als", "--param", "factors=true"], "factors"),
         (["--model", "bpr-torch", "--param", "valid_metric=recal@20"], "bad metric 'recal@20'"),
-        (["--model", "late-fusion", "--param", "metric=ndcg@0"], "bad metric 'ndcg@0'"),
+        (["--model", "late-fusion", "--param", "valid_metric=ndcg@0"], "bad metric 'ndcg@0'"),
         (["--model", "als", "--param", "factor=8"], "has no parameter(s) ['factor']"),
     ],
 )
