@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -87,6 +88,9 @@ class NeuralFusion(ContentMixin, TorchFactorModel):
     requires_features = ("*",)
     uses_features = True
     supports_cold_items = True
+    user_attention_: np.ndarray
+    cold_bias_: np.ndarray
+    modality_kinds_: list[str]
 
     def __init__(
         self,
@@ -171,7 +175,7 @@ class NeuralFusion(ContentMixin, TorchFactorModel):
         self.modality_kinds_ = [
             "image" if n in images else "text" if n in texts else "features" for n in self.modalities_
         ]
-        module = nn.Module()
+        module: Any = nn.Module()  # a bag of parameters and buffers, read by the hooks below
         module.user = nn.Embedding(n_users, d)
         module.item = nn.Embedding(n_items, d)
         nn.init.normal_(module.user.weight, std=0.1)
