@@ -330,6 +330,8 @@ def evaluate_full_catalogue(
     t0 = time.perf_counter()
     mapper = None if model.supports_cold_items else fit_content_mapper(model, feats, fc.train, reg=reg)
     V_cold = cold_item_vectors(model, {m: feats[m][cold] for m in feats}, mapper)
+    # what POST /items stores: the map's vectors stretched onto the warm items' scale (no per-user step)
+    V_served = V_cold if mapper is None else mapper.calibrated(V_cold)
     map_seconds = time.perf_counter() - t0
     U = np.asarray(model.user_vectors(), dtype=np.float32)
     # baselines' ingredients: content vectors, user content profiles, popularity (train, and from content)
@@ -358,6 +360,8 @@ def evaluate_full_catalogue(
                 if method != "warm":
                     if method.startswith("knn"):
                         raw = profiles[users] @ Z[part_cold].T
+                    elif method == "model served":
+                        raw = U[users] @ V_served[col[part_cold]].T
                     else:
                         raw = U[users] @ V_cold[col[part_cold]].T
                     if method.endswith("calibrated"):
@@ -403,6 +407,7 @@ def evaluate_full_catalogue(
     labels = {
         "warm": f"{model.name} (new items never recommended)",
         "model raw": f"{model.name} + content vectors (raw scores)",
+        "model served": f"{model.name} + content vectors (as served: stretched map)",
         "model calibrated": f"{model.name} + content vectors (calibrated)",
         "knn calibrated": f"{model.name} + content-knn for new items (calibrated)",
         "content-knn": "content-knn (every item)",
@@ -486,14 +491,15 @@ def format_full_catalogue(result: ColdResult) -> str:
     return "\n".join(lines)
 
 
-def _check_cold_inputs(ds: Dataset, model: Recommender) -> None:
-    """Both cold-item protocols need item features and a model that can place items it never saw."""
+def _check_cold_inputs(ds: Dataset, model: Recommender, *, neighbours: bool = False) -> None:
+    """The cold-item protocols need item features and a model that can place items it never saw
+    (``neighbours``: or any model, whose new items borrow their content neighbours' scores)."""
     if not len(ds.features):
         raise DataError(
             "the cold-item protocol needs item features; attach them with --features "
             "(written by `fusionrec features`) or use data with *.npy feature files"
         )
-    if not (model.is_inner_product or model.supports_cold_items):
+    if not (neighbours or model.is_inner_product or model.supports_cold_items):
         raise ConfigError(
             f"model {model.name!r} neither scores by inner products nor supports cold items; "
             "choose als, bpr or another factor model"
@@ -539,7 +545,7 @@ def evaluate_clones(
     from fusionrec.models.cold import fit_neighbour_expansion, neighbour_scores, place_new_items
     from fusionrec.ranking import reserve_slots, reserved_slots
 
-    _check_cold_inputs(ds, model)
+    _check_cold_inputs(ds, model, neighbours=True)
     if n_clones < 1 or min_fans < 1:
         raise ConfigError(f"n_clones and min_fans must be positive; got {n_clones} and {min_fans}")
     n_slots = reserved_slots(k, new_item_share)
@@ -632,11 +638,11 @@ def evaluate_clones(
     }
     result_rows = []
     for key, label in labels.items():
-        r = joined[key]
+        pair_ranks = joined[key]
         row: dict[str, Any] = {
             "method": label,
-            "median rank": float(np.median(r)),
-            f"top-{k} share": round(float((r <= k).mean()), 6),
+            "median rank": float(np.median(pair_ranks)),
+            f"top-{k} share": round(float((pair_ranks <= k).mean()), 6),
         }
         if key != "original":
             rp = joined[f"{key} present"]

@@ -452,3 +452,48 @@ def fit_neighbour_expansion(
     for j in range(nbrs.shape[1]):  # one neighbour rank at a time: (users, items) blocks, not a 3-D one
         borrowed = borrowed + S[:, nbrs[:, j]] * wts[:, j]
     return spread_ratio(float((true_dev**2).sum()), float((borrowed**2).sum()))
+
+
+def calibrate_cold_scores(cold: np.ndarray, warm: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """Place each user's cold-item scores on the same user's warm score distribution, by quantile.
+
+    Content-derived scores live on their own scale: raw, they bury new items below every warm item (a
+    ridge-mapped vector is shrunk towards the mean item) or flood the lists. Here the cold item at per-user
+    quantile ``q`` among the cold items gets the user's warm score at quantile ``q ** gamma``: with
+    ``gamma = 1`` new items enter each list in proportion to their share of the catalogue; larger ``gamma``
+    holds them back, smaller pushes them forward (choose it on validation).
+
+    Parameters
+    ----------
+    cold : (n_users, n_cold) scores of the cold items (any scale; higher is better)
+    warm : (n_users, n_warm) scores of the items they compete with; ``-inf`` entries (masked) are ignored
+    gamma : float > 0
+
+    Returns
+    -------
+    (n_users, n_cold) float32 scores comparable with ``warm``; rows without a finite warm score keep ``cold``.
+    """
+    if not gamma > 0:
+        raise ConfigError(f"gamma must be positive; got {gamma!r}")
+    cold = np.asarray(cold, dtype=np.float32)
+    warm = np.asarray(warm, dtype=np.float32)
+    n, c = cold.shape
+    if warm.shape[0] != n:
+        raise ConfigError(f"cold and warm scores need the same users; got {cold.shape} and {warm.shape}")
+    if c == 0 or warm.shape[1] == 0:
+        return cold.copy()
+    rank = np.argsort(np.argsort(cold, axis=1, kind="stable"), axis=1, kind="stable")
+    q = ((rank + 0.5) / c) ** float(gamma)
+    ordered = np.sort(warm, axis=1)  # masked (-inf) entries first
+    finite = np.isfinite(ordered).sum(axis=1)
+    first = warm.shape[1] - finite
+    pos = first[:, None] + q * np.maximum(finite - 1, 0)[:, None]
+    lo = np.minimum(np.floor(pos).astype(np.int64), warm.shape[1] - 1)
+    hi = np.minimum(lo + 1, warm.shape[1] - 1)
+    frac = (pos - lo).astype(np.float32)
+    a = np.take_along_axis(ordered, lo, axis=1)
+    b = np.take_along_axis(ordered, hi, axis=1)
+    b = np.where(np.isfinite(b), b, a)
+    with np.errstate(invalid="ignore"):  # rows without a finite warm score give nan here, replaced below
+        out = a + frac * (b - a)
+    return np.where((finite > 0)[:, None], out, cold).astype(np.float32)
