@@ -60,6 +60,7 @@ ENV_ARTIFACT = "FUSIONREC_ARTIFACT"
 ENV_MAX_UPLOAD_MB = "FUSIONREC_MAX_UPLOAD_MB"
 ENV_INDEX = "FUSIONREC_INDEX"
 ENV_NEW_ITEM_SHARE = "FUSIONREC_NEW_ITEM_SHARE"
+ENV_WARM_UP = "FUSIONREC_WARM_UP"
 # what POST /items accepts as a new id (checked again, after stripping, by the state)
 ITEM_ID_PATTERN = r"^[^\x00-\x1f\x7f/]*[^\x00-\x1f\x7f/\s][^\x00-\x1f\x7f/]*$"
 
@@ -415,6 +416,7 @@ def app_from_env() -> FastAPI:
         index=os.environ.get(ENV_INDEX, "auto"),
         api_keys=ApiKeys.from_sources(),
         new_item_share=float(os.environ.get(ENV_NEW_ITEM_SHARE, "0")),
+        warm_extractors=os.environ.get(ENV_WARM_UP, "1") != "0",
     )
     freeze_startup_objects()
     return app
