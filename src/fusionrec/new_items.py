@@ -69,12 +69,13 @@ def add_item(
     image: bytes | str | None = None,
     features: Mapping[str, np.ndarray] | None = None,
     mapper: ContentMapper | None = None,
+    neighbour_expansion: float | None = None,
 ) -> AddedItem:
     """``art`` with one more item, placed by its content; ``art`` itself is left unchanged.
 
     ``text``/``image`` are featurised with the artifact's own extractors; ``features`` gives the rows
-    directly instead (``{modality: (d,)}``). ``mapper``: the content map fitted on this artifact's model
-    before (it is fitted and stored in the artifact otherwise).
+    directly instead (``{modality: (d,)}``). ``mapper`` / ``neighbour_expansion``: the placement fitted on
+    this artifact's model before (:func:`prepare`; fitted here otherwise); either is stored in the artifact.
     """
     raw_id = str(raw_id).strip()
     if not _ID_RE.match(raw_id):
@@ -117,7 +118,9 @@ def add_item(
             prev = extra.get(key)
             extra[key] = new if prev is None else np.vstack([prev, new])
         if "cold_calibration" not in info:
-            info["cold_calibration"] = {"neighbour_expansion": _neighbour_expansion(art, n_model, eligible)}
+            if neighbour_expansion is None:
+                neighbour_expansion = _neighbour_expansion(art, n_model, eligible)
+            info["cold_calibration"] = {"neighbour_expansion": float(neighbour_expansion)}
     titles = list(art.item_titles) if art.item_titles is not None else [str(r) for r in art.item_ids]
     if len(titles) != len(art.item_ids):
         titles = [str(r) for r in art.item_ids]
@@ -138,16 +141,24 @@ def add_item(
     return AddedItem(new, raw_id, title or raw_id, sorted(rows), mapper)
 
 
-def prepare(
-    art: Artifact, mapper: ContentMapper | None = None
-) -> tuple[dict[str, float], ContentMapper | None]:
+@dataclass
+class Prepared:
+    """What :func:`prepare` readied: seconds per step, the content map, the neighbour-score stretch."""
+
+    seconds: dict[str, float]
+    mapper: ContentMapper | None = None
+    neighbour_expansion: float | None = None
+
+
+def prepare(art: Artifact, mapper: ContentMapper | None = None) -> Prepared:
     """What the first new item would otherwise wait for: every extractor built and run once
-    (:func:`warm_extractors`) and the content map fitted (inner-product models without their own cold-item
-    support; kept in memory, stored with the first added item). Returns seconds per step and the map;
-    an artifact without features or extractors has nothing to prepare."""
+    (:func:`warm_extractors`), and the placement fitted — the content map (inner-product models without
+    their own cold-item support) or the stretch of borrowed neighbour scores (models without item vectors);
+    kept in memory and stored with the first added item. An artifact without features has nothing to
+    prepare."""
     seconds: dict[str, float] = {}
     if art.features is None or not len(art.features):
-        return seconds, mapper
+        return Prepared(seconds, mapper)
     try:
         seconds.update(warm_extractors(art))
     except UnsupportedError as e:
@@ -159,7 +170,13 @@ def prepare(
         # stored with the first item added (copies here: the artifact on disk is not rewritten at start)
         mapper = _mapper(art, None, dict(art.extra_arrays), dict(art.info), n_model)
         seconds["content map"] = round(time.perf_counter() - t0, 3)
-    return seconds, mapper
+    expansion = None
+    if not model.is_inner_product and "cold_calibration" not in art.info:
+        t0 = time.perf_counter()
+        n_model = int(getattr(model, "n_items_", len(art.item_ids)))
+        expansion = _neighbour_expansion(art, n_model, _popular(art, n_model) > 0)
+        seconds["score calibration"] = round(time.perf_counter() - t0, 3)
+    return Prepared(seconds, mapper, expansion)
 
 
 def warm_extractors(art: Artifact) -> dict[str, float]:

@@ -131,3 +131,16 @@ def test_facade_add_item_places_a_copy_near_its_original_and_serves_like_the_ser
         items = plain.recommend(u, k=3000)["item"].tolist()
         ranks[u in fans].append(items.index("toy-copy") if "toy-copy" in items else 3000)
     assert np.median(ranks[True]) * 2 < np.median(ranks[False])
+
+
+def test_models_without_item_vectors_fit_their_score_calibration_at_start(
+    movies_pop_template, tmp_path, shared_data, live
+):
+    path = copy_artifact(movies_pop_template, tmp_path)
+    srv = live(path)
+    ready = srv.server.config.app.state.serving.current().neighbour_expansion
+    assert ready is not None and 1.0 <= ready <= 10.0
+    with srv.client() as c:
+        assert _post_movie(c, new_movie_content(shared_data)).status_code == 201
+    # the stretch fitted at start is the one stored with the item (and read by every later start)
+    assert load_artifact(path).info["cold_calibration"] == {"neighbour_expansion": ready}

@@ -42,7 +42,15 @@ def add_item(
 ) -> dict[str, Any]:
     """Featurise a new item, place it (:func:`fusionrec.new_items.add_item`) and persist it with the artifact."""
     with state.mutating() as snap:
-        added = new_items.add_item(snap.art, raw_id, title=title, text=text, image=image, mapper=snap.mapper)
+        added = new_items.add_item(
+            snap.art,
+            raw_id,
+            title=title,
+            text=text,
+            image=image,
+            mapper=snap.mapper,
+            neighbour_expansion=snap.neighbour_expansion,
+        )
         snap = state.commit(added.artifact, snap)
         if added.mapper is not None:
             snap.mapper = added.mapper

@@ -39,7 +39,7 @@ __all__ = ["ConflictError", "Ranked", "ServingState", "Snapshot", "UnsupportedEr
 
 @dataclass
 class Snapshot:
-    """One artifact revision as served: its query view, where it came from on disk, the cold-item mapper.
+    """One artifact revision as served: its query view, where it came from on disk, the new-item placement.
 
     Attributes the view has (``art``, ``model``, ``n_items``, ``titles``, ...) read through to it.
     """
@@ -47,6 +47,7 @@ class Snapshot:
     view: ArtifactView
     disk_key: tuple[int, ...]
     mapper: ContentMapper | None = None
+    neighbour_expansion: float | None = None  # fitted at start for models without item vectors
     loaded_at: float = field(default_factory=time.time)
 
     def __getattr__(self, name: str) -> Any:
@@ -141,10 +142,11 @@ class ServingState:
 
         with self._lock:
             snap = self._snap
-            seconds, mapper = prepare(snap.art, snap.mapper)
-            if mapper is not None and snap.mapper is None:
-                snap.mapper = mapper
-        return seconds
+            ready = prepare(snap.art, snap.mapper)
+            if ready.mapper is not None and snap.mapper is None:
+                snap.mapper = ready.mapper
+            snap.neighbour_expansion = ready.neighbour_expansion
+        return ready.seconds
 
     # ------------------------------------------------------------------ changes
     @contextmanager
