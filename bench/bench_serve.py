@@ -242,10 +242,10 @@ def _poster() -> tuple[str, bytes, str]:
     return "poster.png", buf.getvalue(), "image/png"
 
 
-def first_item(artifact: Path, tmp: Path) -> list[dict]:
+def first_item(artifact: Path, tmp: Path, quick: bool = False) -> list[dict]:
     """Seconds to start the server and to answer its first (and second) POST /items, with the extractors
     warmed at start and without (``--no-warm-up``), on a fresh extractor cache (the ONNX exports happen)
-    and on the cache a previous start left (they are loaded)."""
+    and on the cache a previous start left (they are loaded); ``quick``: the two warmed starts only."""
     import shutil
 
     import httpx
@@ -258,6 +258,8 @@ def first_item(artifact: Path, tmp: Path) -> list[dict]:
         ("warmed at start, cached exports", (), "cache-b"),
         ("not warmed (--no-warm-up), cached exports", ("--no-warm-up",), "cache-b"),
     ]
+    if quick:
+        cases = cases[1:3]
     rows = []
     for i, (label, args, cache) in enumerate(cases):
         copy = tmp / f"first-item-{i}"
@@ -319,7 +321,7 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         artifact, users = build_artifact(Path(tmp) / "als-demo")
-        rows += first_item(artifact, Path(tmp))
+        rows += first_item(artifact, Path(tmp), quick=quick)
         for index in indexes:
             r = load_test(artifact, users, index=index, seconds=seconds)
             note = (
