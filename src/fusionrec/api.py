@@ -171,7 +171,14 @@ class Recommender:
         if isinstance(image, Path):
             image = str(image)
         added = add_item(
-            view.art, str(item), title=title, text=text, image=image, features=features, mapper=self._mapper
+            view.art,
+            str(item),
+            title=title,
+            text=text,
+            image=image,
+            features=features,
+            mapper=self._mapper,
+            unit_features=view.unit_features,
         )
         self._set(added.artifact)
         self._mapper = added.mapper

@@ -70,12 +70,15 @@ def add_item(
     features: Mapping[str, np.ndarray] | None = None,
     mapper: ContentMapper | None = None,
     neighbour_expansion: float | None = None,
+    unit_features: Mapping[str, np.ndarray] | None = None,
 ) -> AddedItem:
     """``art`` with one more item, placed by its content; ``art`` itself is left unchanged.
 
     ``text``/``image`` are featurised with the artifact's own extractors; ``features`` gives the rows
     directly instead (``{modality: (d,)}``). ``mapper`` / ``neighbour_expansion``: the placement fitted on
     this artifact's model before (:func:`prepare`; fitted here otherwise); either is stored in the artifact.
+    ``unit_features``: the catalogue's unit-norm feature rows, when the caller holds them already (a query
+    view does), so they are not normalised again per item.
     """
     raw_id = str(raw_id).strip()
     if not _ID_RE.match(raw_id):
@@ -108,7 +111,8 @@ def add_item(
         assert vec is not None
         extra[ADDED_VECTORS] = vec if prev is None else np.vstack([prev, vec])
     else:
-        unit = {m: unit_rows(feats[m][:n_model]) for m in rows}
+        given = unit_features or {}
+        unit = {m: (given[m] if m in given else unit_rows(feats[m]))[:n_model] for m in rows}
         present = {m: feats.mask(m)[:n_model] for m in rows}
         eligible = _popular(art, n_model) > 0
         placed = place_new_items(

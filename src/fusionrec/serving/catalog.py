@@ -50,6 +50,7 @@ def add_item(
             image=image,
             mapper=snap.mapper,
             neighbour_expansion=snap.neighbour_expansion,
+            unit_features=snap.unit_features,
         )
         snap = state.commit(added.artifact, snap)
         if added.mapper is not None:
