@@ -281,6 +281,11 @@ def test_cold_command_runs_the_full_catalogue_protocol_by_default(tmp_path, caps
     assert res["protocol"] == "full-catalogue" and res["targets"] == "held-out" and len(res["rows"]) == 7
     assert main([*map(str, args), "--protocol", "among-cold", "--json", "--quiet"]) == 0
     assert "protocol" not in json.loads(capsys.readouterr().out)
+    clone = ["--protocol", "clone", "--clones", "5", "--min-fans", "5", "--json", "--quiet"]
+    assert main([*map(str, args), *clone]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["protocol"] == "clone" and res["clones"] == 5 and res["reserved_slots"] == 2
+    assert [r["method"].split(" ")[0] for r in res["rows"]] == ["original", "clone,", "clone,"]
 
 
 # ---------------------------------------------------------------------------------------------- calibration

@@ -71,8 +71,13 @@ def test_new_item_share_reserves_slots_in_every_list(movies_template, tmp_path, 
         assert NEW_MOVIE in [x["item_id"] for x in folded]
 
 
-def test_a_share_outside_zero_one_is_refused(movies_template, tmp_path):
+def test_a_share_outside_zero_one_is_refused(movies_template, tmp_path, capsys):
+    from fusionrec.cli import main
     from fusionrec.serving.app import create_app
+
+    path = str(copy_artifact(movies_template, tmp_path, "cli"))
+    assert main(["serve", path, "--new-item-share", "2", "--no-warm-up", "--port", "1"]) == 2
+    assert "the new-item share must be in [0, 1]; got 2.0" in capsys.readouterr().err
 
     with pytest.raises(ConfigError, match="new-item share"):
         create_app(copy_artifact(movies_template, tmp_path), new_item_share=1.5, warm_extractors=False)
