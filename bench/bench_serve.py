@@ -1,4 +1,5 @@
-"""Load test of the HTTP server on loopback: requests/s, p50/p99 latency of GET /users/{id}/recommendations.
+"""Load test of the HTTP server on loopback: requests/s, p50/p99 latency of GET /users/{id}/recommendations;
+and the seconds to start and to answer the first POST /items (extractors warmed at start, or not).
 
 The server (``fusionrec serve``, one worker) runs in its own process on an ALS artifact of the demo data; the
 load comes from this process: N concurrent keep-alive connections (asyncio, raw HTTP/1.1, so the client costs
@@ -54,8 +55,10 @@ def build_artifact(out: Path) -> tuple[Path, list[str]]:
     return out, art.user_ids.to_list()
 
 
-def start_server(artifact: Path, port: int, index: str) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def start_server(
+    artifact: Path, port: int, index: str, *, args: tuple[str, ...] = (), env: dict | None = None
+) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     cmd = [
         sys.executable,
         "-m",
@@ -67,9 +70,10 @@ def start_server(artifact: Path, port: int, index: str) -> subprocess.Popen:
         "--index",
         index,
         "--quiet",
+        *args,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a first start on a fresh cache exports the extractors to ONNX
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
@@ -79,7 +83,7 @@ def start_server(artifact: Path, port: int, index: str) -> subprocess.Popen:
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("server did not start within 120 s")
+    raise RuntimeError("server did not start within 300 s")
 
 
 async def _client(
@@ -254,7 +258,7 @@ def in_process_cost(artifact: Path, users: list[str], index: str, n: int = 3000)
     from fusionrec.serving.app import create_app, single_threaded_numerics
 
     single_threaded_numerics()
-    app = create_app(artifact, index=index)
+    app = create_app(artifact, index=index, warm_extractors=False)
 
     async def call(path: str) -> None:
         scope = {
@@ -291,12 +295,103 @@ def in_process_cost(artifact: Path, users: list[str], index: str, n: int = 3000)
     return asyncio.run(loop(n)) * 1e6
 
 
+# a new item for POST /items: Toy Story's poster and text (the shared data's poster, else a plain image)
+POSTER = Path(__file__).resolve().parents[1].parent / "shared/data/movielens-small-mm/posters/1.jpg"
+NEW_ITEM_TEXT = "Toy Story (1995). genres: Adventure, Animation, Children, Comedy, Fantasy. tags: pixar, fun"
+
+
+def _poster() -> tuple[str, bytes, str]:
+    if POSTER.is_file():
+        return "poster.jpg", POSTER.read_bytes(), "image/jpeg"
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 450), (200, 120, 40)).save(buf, format="PNG")
+    return "poster.png", buf.getvalue(), "image/png"
+
+
+def first_item(artifact: Path, tmp: Path, quick: bool = False) -> list[dict]:
+    """Seconds to start the server and to answer its first (and second) POST /items, with the extractors
+    warmed at start and without (``--no-warm-up``), on a fresh extractor cache (the ONNX exports happen)
+    and on the cache a previous start left (they are loaded); ``quick``: the two warmed starts only."""
+    import shutil
+
+    import httpx
+
+    name, image, mime = _poster()
+    # (label, serve arguments, $FUSIONREC_CACHE): a fresh cache makes the extractors export to ONNX
+    cases = [
+        ("not warmed (--no-warm-up), fresh cache", ("--no-warm-up",), "cache-a"),
+        ("warmed at start, fresh cache", (), "cache-b"),
+        ("warmed at start, cached exports", (), "cache-b"),
+        ("not warmed (--no-warm-up), cached exports", ("--no-warm-up",), "cache-b"),
+    ]
+    if quick:
+        cases = cases[1:3]
+    rows = []
+    for i, (label, args, cache) in enumerate(cases):
+        copy = tmp / f"first-item-{i}"
+        shutil.copytree(artifact, copy)
+        port = _free_port()
+        t0 = time.perf_counter()
+        proc = start_server(copy, port, "auto", args=args, env={"FUSIONREC_CACHE": str(tmp / cache)})
+        startup = time.perf_counter() - t0
+        load_at_start = os.getloadavg()[0]
+        posts = []
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as c:
+                for j in range(2):
+                    t1 = time.perf_counter()
+                    r = c.post(
+                        "/items",
+                        data={"id": f"toy-copy-{j}", "title": "Toy Story (copy)", "text": NEW_ITEM_TEXT},
+                        files={"image": (name, image, mime)},
+                    )
+                    posts.append(time.perf_counter() - t1)
+                    if r.status_code != 201:
+                        raise RuntimeError(f"POST /items answered {r.status_code}: {r.text[:300]}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        load = os.getloadavg()[0]
+        rows += [
+            {
+                "bench": "serve",
+                "case": f"start until listening [{label}]",
+                "value": startup,
+                "unit": "s",
+                "note": f"load avg {load_at_start:.1f}",
+            },
+            {
+                "bench": "serve",
+                "case": f"first POST /items after start [{label}]",
+                "value": posts[0],
+                "unit": "s",
+                "note": f"poster + text, image cnn + text sentence; target < 3 s; load avg {load:.1f}",
+            },
+            {
+                "bench": "serve",
+                "case": f"second POST /items [{label}]",
+                "value": posts[1],
+                "unit": "s",
+                "note": f"load avg {load:.1f}",
+            },
+        ]
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     seconds = 5.0 if quick else 20.0
     indexes = ["hnsw"] if quick else ["hnsw", "exact"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         artifact, users = build_artifact(Path(tmp) / "als-demo")
+        rows += first_item(artifact, Path(tmp), quick=quick)
         for index in indexes:
             r = load_test(artifact, users, index=index, seconds=seconds)
             note = (

@@ -117,3 +117,18 @@ def test_an_artifact_whose_live_entries_do_not_fit_is_refused_naming_the_file(ra
         art.user_ids.index("3"),
         art.user_ids.index("new-e"),
     ]
+
+
+def test_interactions_with_an_item_added_by_content(ratings):
+    # the two live writes meet: a new item, then a known user and a new one who take it
+    movies = pd.read_csv(f"{DEMO}/movies.csv")
+    genres = movies["genres"].str.get_dummies("|").to_numpy(np.float32)
+    rec = fusionrec.Recommender("als", factors=16).fit(
+        ratings, items=movies, item_id_col="movieId", features={"genre": genres}, **COLS
+    )
+    toy = int(np.flatnonzero(movies["movieId"].to_numpy() == 1)[0])
+    rec.add_item("copy-of-1", features={"genre": genres[toy]})
+    rec.add_interactions(_events([("1", "copy-of-1"), ("new-b", "copy-of-1"), ("new-b", "2")]), **COLS)
+    for user in ("1", "new-b"):
+        assert "copy-of-1" not in rec.recommend(user, k=50)["item"].tolist()
+    assert len(rec.recommend("new-b", k=10)) == 10

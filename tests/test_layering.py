@@ -32,6 +32,7 @@ LAYERS = {
     "report": 5,
     "tuning": 5,
     "api": 5,  # the Python facade, beside the query core it calls
+    "new_items": 5,  # adding an item by content: the facade and the server
     "tracking": 5,
     "serving": 6,
     "commands": 6,

@@ -40,18 +40,34 @@ class Recommender:
         Progress bars and info logs while fitting (off by default in scripts and notebooks).
     random_state : int
         Seed of the validation hold-out and of the model.
+    new_item_share : float
+        Up to this share of every list (``floor(share * k)`` slots) goes to items added with
+        :meth:`add_item` (exploration; 0, the default: they compete on their calibrated scores alone).
     **params
         The model's hyper-parameters (unknown ones are refused with the valid names).
     """
 
-    def __init__(self, model: str = "als", *, verbose: bool = False, random_state: int = 0, **params: Any):
+    def __init__(
+        self,
+        model: str = "als",
+        *,
+        verbose: bool = False,
+        random_state: int = 0,
+        new_item_share: float = 0.0,
+        **params: Any,
+    ):
+        from fusionrec.ranking import reserved_slots
+
+        reserved_slots(10, new_item_share)  # a share outside [0, 1] fails here
         self.model_name = model
         self.verbose = verbose
         self.random_state = random_state
+        self.new_item_share = float(new_item_share)
         self.params = dict(params)
         build_model(model, self.params, seed=random_state, show_progress=False)  # fail early on a typo
         self.artifact_: Artifact | None = None
         self._view = None
+        self._mapper = None  # the content map new items are placed with, once fitted
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -177,6 +193,41 @@ class Recommender:
         self._set(applied.artifact)
         return self
 
+    # ------------------------------------------------------------------ new items
+    def add_item(
+        self,
+        item: Any,
+        *,
+        text: str | None = None,
+        image: bytes | str | Path | None = None,
+        features: Mapping[str, np.ndarray] | None = None,
+        title: str | None = None,
+    ) -> Recommender:
+        """Add an item known only by its content; it is recommendable at once (as ``POST /items``).
+
+        ``text``/``image`` (bytes or a path) are featurised with the extractors the model's features were
+        made with (recorded when fitted on data from `fusionrec features`); ``features`` gives the rows
+        (``{modality: (d,)}``) directly. Its scores are calibrated onto the warm items' scale.
+        """
+        from fusionrec.new_items import add_item
+
+        view = self._require()
+        if isinstance(image, Path):
+            image = str(image)
+        added = add_item(
+            view.art,
+            str(item),
+            title=title,
+            text=text,
+            image=image,
+            features=features,
+            mapper=self._mapper,
+            unit_features=view.unit_features,
+        )
+        self._set(added.artifact)
+        self._mapper = added.mapper
+        return self
+
     # ------------------------------------------------------------------ privacy and evaluation
     def forget_user(self, user: Any) -> Recommender:
         """Remove a user's interactions and learned rows; every other user's scores stay as they were."""
@@ -224,7 +275,7 @@ class Recommender:
         return save_artifact(self._require().art, path)
 
     @classmethod
-    def load(cls, path: str | Path, *, verbose: bool = False) -> Recommender:
+    def load(cls, path: str | Path, *, verbose: bool = False, new_item_share: float = 0.0) -> Recommender:
         """A Recommender around an artifact written by :meth:`save` or `fusionrec fit`."""
         art = load_artifact(path)
         rec = cls.__new__(cls)
@@ -232,8 +283,10 @@ class Recommender:
         rec.verbose = verbose
         rec.random_state = int(art.info.get("seed") or 0)
         rec.params = art.model.get_params()
+        rec.new_item_share = float(new_item_share)
         rec.artifact_ = None
         rec._view = None
+        rec._mapper = None
         rec._set(art)
         return rec
 
@@ -249,8 +302,10 @@ class Recommender:
     def _set(self, art: Artifact) -> None:
         from fusionrec.recommend import ArtifactView
 
+        if art is not self.artifact_ and self.artifact_ is not None and art.model is not self.artifact_.model:
+            self._mapper = None  # another model: the content map fitted on the old one no longer holds
         self.artifact_ = art
-        self._view = ArtifactView.build(art)
+        self._view = ArtifactView.build(art, new_item_share=self.new_item_share)
 
     def _require(self):
         if self._view is None:

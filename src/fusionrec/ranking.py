@@ -1,4 +1,5 @@
-"""Ranking kernels: the one top-k, the one masking of seen items and the one ridge fold-in.
+"""Ranking kernels: the one top-k, the one masking of seen items, the one ridge fold-in and the one
+exploration quota (slots of a list held for new items).
 
 Models (``Recommender.recommend``), the evaluator, the similarity builders in ``data/graph.py`` and the query
 core (``recommend.py``, which serving calls) all rank through :func:`top_k`, so a list is the same wherever it
@@ -97,6 +98,47 @@ def ridge_fold_in(
     rhs = Vi.sum(axis=0) if targets is None else Vi.T @ np.asarray(targets, dtype=np.float64)
     u = np.linalg.solve(Vi.T @ Vi + lam * np.eye(V.shape[1]), rhs)
     return u.astype(np.float32)
+
+
+def reserved_slots(k: int, share: float) -> int:
+    """Slots of a top-``k`` list held for new items under an exploration ``share``: ``floor(share * k)``."""
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"the new-item share must be in [0, 1]; got {share!r}")
+    return int(np.floor(share * k + 1e-9))
+
+
+def reserve_slots(
+    items: np.ndarray,
+    scores: np.ndarray,
+    pool_items: np.ndarray,
+    pool_scores: np.ndarray,
+    n_slots: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ranked list that holds at least ``n_slots`` items of a pool (new items), best first.
+
+    ``items``/``scores``: a top-k list (best first); ``pool_items``/``pool_scores``: the pool's best
+    candidates (best first, seen items already left out). Pool items already in the list count; the rest of
+    the quota replaces the list's lowest non-pool entries with the best pool items not yet in it, so the
+    list keeps its length and is re-sorted by score (ties: the earlier entry first).
+    """
+    items = np.asarray(items, np.int64)
+    scores = np.asarray(scores, np.float32)
+    if n_slots <= 0 or len(pool_items) == 0 or len(items) == 0:
+        return items, scores
+    in_pool = np.isin(items, pool_items)
+    missing = min(n_slots, len(items)) - int(in_pool.sum())
+    if missing <= 0:
+        return items, scores
+    fresh = ~np.isin(pool_items, items)
+    add_items = np.asarray(pool_items, np.int64)[fresh][:missing]
+    add_scores = np.asarray(pool_scores, np.float32)[fresh][:missing]
+    drop = np.flatnonzero(~in_pool)[::-1][: len(add_items)]  # the lowest entries that are not new
+    keep = np.ones(len(items), bool)
+    keep[drop] = False
+    out_items = np.concatenate([items[keep], add_items])
+    out_scores = np.concatenate([scores[keep], add_scores])
+    order = np.argsort(-out_scores, kind="stable")
+    return out_items[order], out_scores[order]
 
 
 # ---------------------------------------------------------------------------------------------- internals

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from fusionrec.artifacts import LIVE_USER_VECTORS, LIVE_USERS, Artifact
 from fusionrec.data.graph import column_cosine, fused_cosine, unit_rows
 from fusionrec.errors import ConfigError, DataError, UnknownItemError, UnknownUserError, UnsupportedError
-from fusionrec.ranking import ridge_fold_in, top_k_items
+from fusionrec.ranking import reserve_slots, reserved_slots, ridge_fold_in, top_k_items
 
 log = logging.getLogger("fusionrec")
 
@@ -73,6 +73,10 @@ class ArtifactView:
     added_wts: np.ndarray | None = None
     same_model_items: bool = False  # built from a previous revision whose model items were the same
     live: np.ndarray | None = None  # per user: served by fold-in over its history, not the model's row
+    # share of each list held for items added at run time (exploration; 0: none), and the stretch that
+    # puts the scores they borrow from content neighbours on the warm items' scale
+    new_item_share: float = 0.0
+    added_expansion: float = 1.0
 
     @property
     def model(self):
@@ -106,8 +110,13 @@ class ArtifactView:
         make_index: Callable[[np.ndarray], Any] | None = None,
         prev: ArtifactView | None = None,
         where: str = "artifact",
+        new_item_share: float = 0.0,
     ) -> ArtifactView:
-        """Precompute what queries read; ``prev`` (the revision before) lends what did not change."""
+        """Precompute what queries read; ``prev`` (the revision before) lends what did not change.
+
+        ``new_item_share``: up to that share of every list goes to added items (see :func:`rank_user`).
+        """
+        reserved_slots(10, new_item_share)  # refuse a share outside [0, 1] here, not per query
         model = art.model
         n_items = len(art.item_ids)
         n_model = int(getattr(model, "n_items_", n_items))
@@ -188,6 +197,8 @@ class ArtifactView:
             added_wts=wts,
             same_model_items=bool(model.is_inner_product and same_items),
             live=live if len(live_idx) else None,
+            new_item_share=float(new_item_share),
+            added_expansion=float((art.info.get("cold_calibration") or {}).get("neighbour_expansion", 1.0)),
         )
 
 
@@ -254,16 +265,26 @@ def item_info(view: ArtifactView, raw_item: str) -> dict[str, Any]:
 
 
 def rank_user(view: ArtifactView, u: int, k: int, *, exclude_seen: bool = True) -> Ranked:
-    """Top ``k`` for known user index ``u`` (its training items hidden unless ``exclude_seen`` is False)."""
+    """Top ``k`` for known user index ``u`` (its training items hidden unless ``exclude_seen`` is False).
+
+    With ``view.new_item_share`` > 0, ``floor(share * k)`` slots go to the user's best items added at run
+    time (by their calibrated scores) when fewer of them made the list on their own.
+    """
     check_k(k)
     seen = _row(view.seen, u) if exclude_seen else np.empty(0, np.int64)
     if view.inner_product:
-        ranked = _rank_vector(view, view.user_vecs[u], k, seen)  # type: ignore[index]
+        q = view.user_vecs[u]  # type: ignore[index]
+        ranked = _rank_vector(view, q, k, seen)
+        scores = None
     elif view.is_live(u):  # its newer interactions are not in the model: fold its whole history in
         ranked = rank_fold_in(view, _row(view.seen, u), k, exclude_seen=exclude_seen)
+        ranked.user = u
+        return ranked
     else:
         scores = extend_scores(view, np.asarray(view.model.score(np.array([u])), np.float32)[0])
         ranked = _rank_scores(scores, k, seen, "exact")
+        q = None
+    ranked = _explore(view, ranked, k, seen, q, scores)
     ranked.user = u
     return ranked
 
@@ -278,11 +299,11 @@ def rank_fold_in(view: ArtifactView, item_idx: np.ndarray, k: int, *, exclude_se
     if view.inner_product:
         # the model's own ridge fold-in, over base and added items alike
         u = ridge_fold_in(view.item_vecs, idx, getattr(view.model, "reg", None))  # type: ignore[arg-type]
-        ranked = _rank_vector(view, u, k, exclude)
+        ranked = _explore(view, _rank_vector(view, u, k, exclude), k, exclude, u, None)
         ranked.source = f"fold-in ({ranked.source})"
         return ranked
     scores, source = _fold_in_scores(view, idx)
-    return _rank_scores(scores, k, exclude, source)
+    return _explore(view, _rank_scores(scores, k, exclude, source), k, exclude, None, scores)
 
 
 def _fold_in_scores(view: ArtifactView, idx: np.ndarray) -> tuple[np.ndarray, str]:
@@ -500,9 +521,39 @@ def _rank_vector(view: ArtifactView, q: np.ndarray, k: int, exclude: np.ndarray)
 
 def extend_scores(view: ArtifactView, base: np.ndarray) -> np.ndarray:
     """Base-model scores of one user ``(n,)`` or a block ``(b, n)`` plus the scores of added items,
-    borrowed from their content neighbours."""
+    borrowed from their content neighbours (calibrated: see :func:`~fusionrec.models.cold.neighbour_scores`)."""
+    from fusionrec.models.cold import neighbour_scores
+
     base = np.asarray(base, np.float32)
     if view.added_nbrs is None or not len(view.added_nbrs):
         return base.copy()
-    added = (base[..., view.added_nbrs] * view.added_wts).sum(axis=-1)
-    return np.concatenate([base, added.astype(np.float32)], axis=-1)
+    added = neighbour_scores(
+        base,
+        view.added_nbrs,
+        view.added_wts,  # type: ignore[arg-type]
+        expansion=view.added_expansion,
+        eligible=view.popularity[: view.n_model] > 0,
+    )
+    return np.concatenate([base, added], axis=-1)
+
+
+def _explore(
+    view: ArtifactView,
+    ranked: Ranked,
+    k: int,
+    exclude: np.ndarray,
+    q: np.ndarray | None,
+    scores: np.ndarray | None,
+) -> Ranked:
+    """``ranked`` with the view's exploration quota of added items filled (scores: exact, calibrated)."""
+    n_slots = reserved_slots(k, view.new_item_share)
+    if n_slots <= 0 or view.n_items <= view.n_model:
+        return ranked
+    if q is not None:
+        new_scores = view.item_vecs[view.n_model :] @ q  # type: ignore[index]
+    else:
+        new_scores = np.asarray(scores)[view.n_model :]
+    excluded = exclude[exclude >= view.n_model] - view.n_model
+    pool, pool_scores = top_k_items(new_scores, n_slots, excluded)
+    items, vals = reserve_slots(ranked.items, ranked.scores, pool + view.n_model, pool_scores, n_slots)
+    return Ranked(items, vals, ranked.source, ranked.user)

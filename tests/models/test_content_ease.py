@@ -11,7 +11,6 @@ from fusionrec.errors import ConfigError
 from fusionrec.evaluation import VALIDATOR
 from fusionrec.models import create_model
 
-
 GROUPS = 6
 
 
@@ -51,7 +50,9 @@ def _own_group_share(scores: np.ndarray, train: sp.csr_matrix, k: int = 5) -> fl
 def test_zero_content_weights_are_exactly_ease():
     train, _ = _sparse_groups()
     ease = create_model("ease", {"reg": 10.0}).fit(train)
-    plain = create_model("content-ease", {"reg": 10.0, "content_weights": [0.0, 0.0]}).fit(train, _features(60))
+    plain = create_model("content-ease", {"reg": 10.0, "content_weights": [0.0, 0.0]}).fit(
+        train, _features(60)
+    )
     np.testing.assert_allclose(plain.score(np.arange(60)), ease.score(np.arange(60)), rtol=1e-5, atol=1e-6)
 
 
@@ -74,9 +75,9 @@ def test_an_item_nobody_interacted_with_is_scored_by_its_content():
     train[:, 12] = 0  # item 12 (group 0) loses every interaction
     train = train.tocsr()
     train.eliminate_zeros()
-    model = create_model("content-ease", {"reg": 10.0, "modalities": ["signal"], "content_weights": [1.0]}).fit(
-        train, _features(60)
-    )
+    model = create_model(
+        "content-ease", {"reg": 10.0, "modalities": ["signal"], "content_weights": [1.0]}
+    ).fit(train, _features(60))
     col = model.score(np.arange(60))[:, 12]
     fans = np.arange(60) % GROUPS == 0
     assert col[fans].mean() > col[~fans].mean() + 0.01
@@ -84,14 +85,18 @@ def test_an_item_nobody_interacted_with_is_scored_by_its_content():
 
 def test_validation_keeps_the_signal_and_switches_off_noise():
     train, valid = _sparse_groups(seed=1)
-    model = create_model("content-ease", {"reg": 10.0}).fit(train, _features(60), valid=valid, validate=VALIDATOR)
+    model = create_model("content-ease", {"reg": 10.0}).fit(
+        train, _features(60), valid=valid, validate=VALIDATOR
+    )
     weights = dict(zip(model.modalities_, model.content_weights_, strict=True))
     assert weights["signal"] > 0 and weights["noise"] == 0
 
 
 def test_fold_in_matches_a_known_users_scores():
     train, _ = _sparse_groups()
-    model = create_model("content-ease", {"reg": 10.0, "content_weights": [1.0, 0.3]}).fit(train, _features(60))
+    model = create_model("content-ease", {"reg": 10.0, "content_weights": [1.0, 0.3]}).fit(
+        train, _features(60)
+    )
     np.testing.assert_allclose(model.fold_in_user(train[5].indices), model.score(np.array([5]))[0], rtol=1e-5)
 
 

@@ -18,13 +18,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "reach anyone, for the model alone, with raw and calibrated content scores, content kNN and "
         "popularity. among-cold: the held-out test items are ranked only among themselves, against random, "
         "train popularity (all cold items tie, so it equals random), popularity predicted from content, "
-        "content kNN and an oracle popularity that peeks at the test part (a reference, not a baseline).",
+        "content kNN and an oracle popularity that peeks at the test part (a reference, not a baseline). "
+        "clone: --clones items with at least --min-fans train users are added again under new ids with "
+        "their content only, placed as POST /items places them, and ranked in the full catalogue for the "
+        "originals' fans: median rank and top-20 share, raw and calibrated, beside the original's.",
     )
     p.add_argument(
         "--protocol",
-        choices=["full-catalogue", "among-cold"],
+        choices=["full-catalogue", "among-cold", "clone"],
         default="full-catalogue",
-        help="new items against the whole catalogue (default), or ranked among themselves",
+        help="new items against the whole catalogue (default), ranked among themselves, or copies of "
+        "known items added by content (clone)",
     )
     add_data_args(p)
     p.add_argument("--model", default="als", help="an inner-product model or one with cold-item support")
@@ -55,6 +59,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="full-catalogue: the calibration gives new items the most exposure that costs at most this "
         "fraction of the best valid accuracy (0: the most accurate on valid)",
     )
+    p.add_argument("--clones", type=int, default=50, help="clone: how many items to copy (seeded draw)")
+    p.add_argument(
+        "--min-fans", type=int, default=20, help="clone: copy only items with at least this many train users"
+    )
+    p.add_argument(
+        "--new-item-share",
+        type=float,
+        default=0.1,
+        help="clone: also report the top-20 share when this share of each list is reserved for new items "
+        "(0: skip)",
+    )
     p.add_argument("--metrics", default="recall@20,ndcg@20", help="comma-separated NAME@K")
     p.add_argument("--modalities", help="comma-separated modalities for the content mapping (default: all)")
     p.add_argument("--reg", type=float, help="ridge penalty of the content mapping (default: chosen by GCV)")
@@ -64,8 +79,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fusionrec.commands._common import load_data
     from fusionrec.evaluation.cold_start import (
+        evaluate_clones,
         evaluate_cold_items,
         evaluate_full_catalogue,
+        format_clones,
         format_cold,
         format_full_catalogue,
     )
@@ -75,6 +92,19 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.protocol == "clone":
+        res = evaluate_clones(
+            ds,
+            model,
+            seed=args.seed,
+            n_clones=args.clones,
+            min_fans=args.min_fans,
+            new_item_share=args.new_item_share,
+            modalities=modalities,
+            reg=args.reg,
+        )
+        emit(args, res.to_dict(), format_clones(res))
+        return 0
     if args.protocol == "full-catalogue":
         res = evaluate_full_catalogue(
             ds,

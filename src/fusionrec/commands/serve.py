@@ -56,6 +56,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="trust this custom CNN backbone named by the artifact's feature extractors (repeatable); "
         "without it an artifact naming Python code is refused",
     )
+    p.add_argument(
+        "--new-item-share",
+        type=float,
+        default=0.0,
+        help="reserve up to this share of every list (floor(share * k) slots) for items added through "
+        "POST /items, ranked by their calibrated scores (default 0: none reserved)",
+    )
+    p.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="skip building the feature extractors and the content map at start (faster start; the first "
+        "POST /items then pays for them)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--quiet", action="store_true", help="only warnings and errors")
 
@@ -73,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         max_image_mpx=args.max_image_mpx,
         allow_backbones=args.allow_backbone,
+        new_item_share=args.new_item_share,
+        warm_up=not args.no_warm_up,
     )
 
 
@@ -101,6 +116,8 @@ def serve_artifact(
     max_image_mpx: float | None = None,
     allow_backbones: list[str] | None = None,
     print_examples: bool = False,
+    new_item_share: float = 0.0,
+    warm_up: bool = True,
 ) -> int:
     """Serve ``artifact`` over HTTP until interrupted (the body of ``fusionrec serve``); returns the exit code."""
     import os
@@ -114,6 +131,8 @@ def serve_artifact(
         ENV_ARTIFACT,
         ENV_INDEX,
         ENV_MAX_UPLOAD_MB,
+        ENV_NEW_ITEM_SHARE,
+        ENV_WARM_UP,
         create_app,
         freeze_startup_objects,
         single_threaded_numerics,
@@ -140,7 +159,15 @@ def serve_artifact(
         os.environ[ENV_ALLOW_BACKBONES] = ",".join(allow_backbones)
     single_threaded_numerics()
     # load once in this process first: a bad artifact fails here with its message, not in every worker
-    app = create_app(artifact, max_upload_mb=max_upload_mb, index=index, api_keys=keys)
+    multi = workers > 1  # then each worker warms its own extractors (the ONNX exports are shared on disk)
+    app = create_app(
+        artifact,
+        max_upload_mb=max_upload_mb,
+        index=index,
+        api_keys=keys,
+        new_item_share=new_item_share,
+        warm_extractors=warm_up and not multi,
+    )
     url = f"http://{host}:{port}"
     if print_examples:
         print(
@@ -158,6 +185,8 @@ def serve_artifact(
     os.environ[ENV_ARTIFACT] = os.path.abspath(artifact)
     os.environ[ENV_MAX_UPLOAD_MB] = str(max_upload_mb)
     os.environ[ENV_INDEX] = index
+    os.environ[ENV_NEW_ITEM_SHARE] = str(new_item_share)
+    os.environ[ENV_WARM_UP] = "1" if warm_up else "0"
     if api_key_file:
         os.environ[ENV_API_KEY_FILE] = os.path.abspath(api_key_file)
     uvicorn.run(

@@ -325,6 +325,8 @@ def evaluate_full_catalogue(
     t0 = time.perf_counter()
     mapper = None if model.supports_cold_items else fit_content_mapper(model, feats, fc.train, reg=reg)
     V_cold = cold_item_vectors(model, {m: feats[m][cold] for m in feats}, mapper)
+    # what POST /items stores: the map's vectors stretched onto the warm items' scale (no per-user step)
+    V_served = V_cold if mapper is None else mapper.calibrated(V_cold)
     map_seconds = time.perf_counter() - t0
     U = np.asarray(model.user_vectors(), dtype=np.float32)
     # baselines' ingredients: content vectors, user content profiles, popularity (train, and from content)
@@ -353,6 +355,8 @@ def evaluate_full_catalogue(
                 if method != "warm":
                     if method.startswith("knn"):
                         raw = profiles[users] @ Z[part_cold].T
+                    elif method == "model served":
+                        raw = U[users] @ V_served[col[part_cold]].T
                     else:
                         raw = U[users] @ V_cold[col[part_cold]].T
                     if method.endswith("calibrated"):
@@ -398,6 +402,7 @@ def evaluate_full_catalogue(
     labels = {
         "warm": f"{model.name} (new items never recommended)",
         "model raw": f"{model.name} + content vectors (raw scores)",
+        "model served": f"{model.name} + content vectors (as served: stretched map)",
         "model calibrated": f"{model.name} + content vectors (calibrated)",
         "knn calibrated": f"{model.name} + content-knn for new items (calibrated)",
         "content-knn": "content-knn (every item)",
@@ -488,15 +493,206 @@ def format_full_catalogue(result: ColdResult) -> str:
     return "\n".join(lines)
 
 
-def _check_cold_inputs(ds: Dataset, model: Recommender) -> None:
-    """Both cold-item protocols need item features and a model that can place items it never saw."""
+def _check_cold_inputs(ds: Dataset, model: Recommender, *, neighbours: bool = False) -> None:
+    """The cold-item protocols need item features and a model that can place items it never saw
+    (``neighbours``: or any model, whose new items borrow their content neighbours' scores)."""
     if not len(ds.features):
         raise DataError(
             "the cold-item protocol needs item features; attach them with --features "
             "(written by `fusionrec features`) or use data with *.npy feature files"
         )
-    if not (model.is_inner_product or model.supports_cold_items):
+    if not (neighbours or model.is_inner_product or model.supports_cold_items):
         raise ConfigError(
             f"model {model.name!r} neither scores by inner products nor supports cold items; "
             "choose als, bpr or another factor model"
         )
+
+
+# ---------------------------------------------------------------------------------------------- clones
+
+CLONE_K = 20
+
+
+def evaluate_clones(
+    ds: Dataset,
+    model: Recommender,
+    *,
+    seed: int = 2026,
+    n_clones: int = 50,
+    min_fans: int = 20,
+    k: int = CLONE_K,
+    new_item_share: float = 0.1,
+    modalities: Sequence[str] | None = None,
+    reg: float | None = None,
+) -> ColdResult:
+    """The clone protocol: do exact copies of known items, added by content only, reach the originals' fans?
+
+    ``model`` is fitted on the 8:1:1 split's train part of ``ds`` (valid for early stopping and fusion
+    weights). ``n_clones`` items with at least ``min_fans`` train users and content in every modality are
+    drawn (seeded) and added again under new ids with the same feature rows and no interactions, placed
+    exactly as ``POST /items`` places a new item (:func:`~fusionrec.models.cold.place_new_items`: a vector
+    from the content map for inner-product models, content neighbours otherwise) — all of them at once,
+    as a catalogue that grew by ``n_clones`` items. For every fan (a user with the original in train) each
+    clone is ranked in the full catalogue (every warm item the fan has not seen, every clone): with the
+    original hidden like the fan's other seen items (as served), and with the original left in the list
+    (the clone then competes with its twin). The original's own rank (itself not hidden, no clones) is the
+    reference. Reported over (fan, clone) pairs: the median rank and the share of pairs with the clone in
+    the top ``k``, for raw and calibrated placement; and the top-``k`` share when ``new_item_share`` of
+    each list is reserved for new items (:func:`~fusionrec.ranking.reserve_slots`, as the server does).
+
+    The content map and the calibration are fitted on the warm items, originals included (as the server
+    fits them on its catalogue): a clone's content was seen, so this measures how well placement and
+    calibration carry a known signal; the full-catalogue protocol measures truly new items.
+    """
+    from fusionrec.models.cold import fit_neighbour_expansion, neighbour_scores, place_new_items
+    from fusionrec.ranking import reserve_slots, reserved_slots
+
+    _check_cold_inputs(ds, model, neighbours=True)
+    if n_clones < 1 or min_fans < 1:
+        raise ConfigError(f"n_clones and min_fans must be positive; got {n_clones} and {min_fans}")
+    n_slots = reserved_slots(k, new_item_share)
+    feats = ds.features if modalities is None else ds.features.select(modalities)
+    split = split_dataset(ds, "ratio", seed=seed)
+    train = sp.csr_matrix(split.train, dtype=np.float32)
+    t0 = time.perf_counter()
+    model.fit(train, feats, valid=split.valid, validate=VALIDATOR)
+    fit_seconds = time.perf_counter() - t0
+    n_items = train.shape[1]
+    fans_of = sp.csc_matrix(train)
+    n_fans = np.diff(fans_of.indptr)
+    full = np.logical_and.reduce([feats.mask(m) for m in feats])
+    pool = np.flatnonzero((n_fans >= min_fans) & full)
+    if len(pool) == 0:
+        raise DataError(
+            f"no item has {min_fans} or more train users and content in every modality; lower --min-fans"
+        )
+    rng = np.random.default_rng(seed)
+    originals = np.sort(rng.choice(pool, size=min(n_clones, len(pool)), replace=False))
+    rows = {m: np.asarray(feats[m][originals], np.float32) for m in feats}
+    eligible = n_fans > 0
+    t0 = time.perf_counter()
+    if model.is_inner_product:
+        mapper = None if model.supports_cold_items else fit_content_mapper(model, feats, train, reg=reg)
+        raw_v = place_new_items(model, rows, mapper=mapper, calibrated=False).vectors
+        cal_v = place_new_items(model, rows, mapper=mapper, calibrated=True).vectors
+        U = np.asarray(model.user_vectors(), np.float32)
+
+        def clone_scores(users: np.ndarray, base: np.ndarray, calibrated: bool) -> np.ndarray:
+            return U[users] @ (cal_v if calibrated else raw_v).T  # type: ignore[union-attr]
+
+        calibration: dict[str, Any] = {
+            "placement": "model" if mapper is None else "content map",
+            "expansion": None if mapper is None else round(mapper.expansion_, 4),
+        }
+    else:
+        unit = {m: unit_rows(np.asarray(feats[m], np.float32)) for m in feats}
+        present = {m: feats.mask(m) for m in feats}
+        placed = place_new_items(model, rows, unit=unit, present=present, eligible=eligible)
+        expansion = fit_neighbour_expansion(model, unit, present, eligible)
+
+        def clone_scores(users: np.ndarray, base: np.ndarray, calibrated: bool) -> np.ndarray:
+            return neighbour_scores(
+                base,
+                placed.neighbours,  # type: ignore[arg-type]
+                placed.weights,  # type: ignore[arg-type]
+                expansion=expansion if calibrated else 1.0,
+                eligible=eligible,
+            )
+
+        calibration = {"placement": "content neighbours", "expansion": round(expansion, 4)}
+    place_seconds = time.perf_counter() - t0
+
+    ranks: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("original", "raw", "raw present", "cal", "cal present")
+    }
+    explored: dict[str, list[np.ndarray]] = {"raw": [], "cal": []}
+    for j, o in enumerate(originals):
+        fans = fans_of.indices[fans_of.indptr[o] : fans_of.indptr[o + 1]].astype(np.int64)
+        scores = np.asarray(model.score(fans), np.float32)[:, :n_items]
+        own = scores[:, o].copy()
+        base = scores.copy()
+        mask_rows(base, train, fans)  # every seen item hidden, the original too (as served) ...
+        present_base = base.copy()
+        present_base[:, o] = own  # ... or the original left in the list
+        ranks["original"].append(1 + (present_base > own[:, None]).sum(axis=1))
+        for name, calibrated in (("raw", False), ("cal", True)):
+            clones = clone_scores(fans, scores, calibrated)
+            mine = clones[:, j]
+            higher_clones = (clones > mine[:, None]).sum(axis=1)
+            ranks[name].append(1 + (base > mine[:, None]).sum(axis=1) + higher_clones)
+            ranks[f"{name} present"].append(1 + (present_base > mine[:, None]).sum(axis=1) + higher_clones)
+            if n_slots:
+                block = np.hstack([base, clones])
+                top, top_scores = top_k(block, k)
+                pool_idx, pool_scores = top_k(clones, n_slots)
+                hit = np.zeros(len(fans), bool)
+                for r in range(len(fans)):
+                    items, _ = reserve_slots(
+                        top[r], top_scores[r], pool_idx[r] + n_items, pool_scores[r], n_slots
+                    )
+                    hit[r] = (n_items + j) in items
+                explored[name].append(hit)
+    joined = {key: np.concatenate(v) for key, v in ranks.items()}
+    labels = {
+        "original": f"original ({model.name}, no clones)",
+        "raw": "clone, raw content scores (before)",
+        "cal": "clone, calibrated (after)",
+    }
+    result_rows = []
+    for key, label in labels.items():
+        pair_ranks = joined[key]
+        row: dict[str, Any] = {
+            "method": label,
+            "median rank": float(np.median(pair_ranks)),
+            f"top-{k} share": round(float((pair_ranks <= k).mean()), 6),
+        }
+        if key != "original":
+            rp = joined[f"{key} present"]
+            row["median rank (original present)"] = float(np.median(rp))
+            row[f"top-{k} share (original present)"] = round(float((rp <= k).mean()), 6)
+            if n_slots:
+                row[f"top-{k} share (new-item share {new_item_share:g})"] = round(
+                    float(np.concatenate(explored[key]).mean()), 6
+                )
+        result_rows.append(row)
+    info = {
+        "protocol": "clone",
+        "model": model.name,
+        "params": model.get_params(),
+        "seed": seed,
+        "clones": int(len(originals)),
+        "min_fans": min_fans,
+        "pairs": int(len(joined["original"])),
+        "items": int(n_items),
+        "k": k,
+        "new_item_share": new_item_share,
+        "reserved_slots": n_slots,
+        "calibration": calibration,
+        "modalities": list(feats),
+        "fit_seconds": round(fit_seconds, 3),
+        "place_seconds": round(place_seconds, 3),
+    }
+    return ColdResult(rows=result_rows, info=info)
+
+
+def format_clones(result: ColdResult) -> str:
+    """A text table of :func:`evaluate_clones`' result."""
+    cols: list[str] = []
+    for r in result.rows:
+        cols += [c for c in r if c != "method" and c not in cols]
+    width = max(len(r["method"]) for r in result.rows)
+    lines = [f"{'method':<{width}}  " + "  ".join(f"{c:>{max(8, len(c))}}" for c in cols)]
+    for r in result.rows:
+        cells = []
+        for c in cols:
+            w = max(8, len(c))
+            v = r.get(c)
+            cells.append(f"{'—':>{w}}" if v is None else f"{v:>{w}.4g}" if "rank" in c else f"{v:>{w}.4f}")
+        lines.append(f"{r['method']:<{width}}  " + "  ".join(cells))
+    i = result.info
+    lines.append(
+        f"{i['clones']} clones of items with >= {i['min_fans']} train users, {i['pairs']} (fan, clone) pairs, "
+        f"ranked among {i['items']} items + the clones; calibration {i['calibration']}; "
+        f"new-item share {i['new_item_share']} ({i['reserved_slots']} of {i['k']} slots)"
+    )
+    return "\n".join(lines)

@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.errors import ConfigError, DataError, NotFittedError
+from fusionrec.errors import ConfigError, DataError, NotFittedError, UnsupportedError
 from fusionrec.models.base import Recommender
 
 log = logging.getLogger("fusionrec")
 
 #: ridge penalties tried by GCV, relative to the mean eigenvalue of the feature Gram matrix
 DEFAULT_GRID = tuple(float(x) for x in np.logspace(-3, 2, 16))
+#: the most a calibration stretches content-placed scores (a map that explains little is not blown up)
+MAX_EXPANSION = 10.0
+#: catalogue items a new item of a model without item vectors borrows its scores from
+CONTENT_NEIGHBOURS = 20
 
 
 class ContentMapper:
@@ -111,8 +116,8 @@ class ContentMapper:
         s = s[keep]
         if d <= n:
             V = V[:, keep]
-            C = (X @ V) / np.sqrt(s)  # left singular vectors
-            C = C.T @ Yc
+            XV = X @ V
+            C = (XV / np.sqrt(s)).T @ Yc  # projections of the targets on the left singular vectors
         else:
             Ux = Ux[:, keep]
             C = Ux.T @ Yc
@@ -144,13 +149,21 @@ class ContentMapper:
         h = s / (s + lam)
         self.fit_r2_ = 1.0 - (total - float(((2 * h - h * h) * proj).sum())) / max(total, 1e-12)
         self.n_fit_ = int(n)
+        # Leave-one-out predictions (closed form for ridge: residual / (1 - leverage)) stand for items the
+        # map never saw; their spread, against the targets' spread, is how much the map shrinks a new item.
+        leverage = (XV**2 / (s + lam)).sum(axis=1) if d <= n else (Ux**2 * h).sum(axis=1)
+        fitted = X @ W
+        loo = Yc - (Yc - fitted) / np.maximum(1.0 - leverage, 1e-6)[:, None]
+        self.expansion_ = spread_ratio(total, float(np.einsum("ij,jk,ik->", loo, M, loo)))
         log.info(
-            "content mapping: %d items, %d feature dims → %d; reg %.3g (GCV), weighted R² %.3f",
+            "content mapping: %d items, %d feature dims → %d; reg %.3g (GCV), weighted R² %.3f, "
+            "calibration expansion %.2f",
             n,
             d,
             W.shape[1],
             chosen,
             self.fit_r2_,
+            self.expansion_,
         )
         return self
 
@@ -182,6 +195,18 @@ class ContentMapper:
                 out += ((given[m] - self.mean_[sl]) / self.scale_[sl]) @ self.weights_[sl]
         return out
 
+    def calibrated(self, vectors: np.ndarray) -> np.ndarray:
+        """Mapped vectors with their deviation from the mean item stretched by ``expansion_``.
+
+        Ridge shrinks a new item towards the mean item, so its scores sit in a narrow band around each
+        user's average and rarely reach a list. Stretched, the deviations of items the map never saw have
+        the spread (in the users' metric) of the learnt item vectors: a new item's scores are then on the
+        warm items' scale, and an item whose content looks like a user's favourites scores like them.
+        """
+        self._check()
+        v = np.asarray(vectors, dtype=np.float32)
+        return (self.bias_ + np.float32(self.expansion_) * (v - self.bias_)).astype(np.float32)
+
     # ------------------------------------------------------------------ persistence
     def to_arrays(self, prefix: str = "cold/") -> tuple[dict[str, np.ndarray], dict[str, object]]:
         """Arrays and JSON metadata that :meth:`from_arrays` restores (what artifacts store)."""
@@ -193,6 +218,7 @@ class ContentMapper:
             "reg": self.reg_,
             "fit_r2": self.fit_r2_,
             "n_fit": self.n_fit_,
+            "expansion": self.expansion_,
         }
         return arrays, meta
 
@@ -208,6 +234,8 @@ class ContentMapper:
         self.reg_ = float(meta["reg"])  # type: ignore[arg-type]
         self.fit_r2_ = float(meta.get("fit_r2", float("nan")))  # type: ignore[arg-type]
         self.n_fit_ = int(meta.get("n_fit", 0))  # type: ignore[call-overload]
+        # mappings stored before the calibration existed place items uncalibrated, as they did
+        self.expansion_ = float(meta.get("expansion", 1.0))  # type: ignore[arg-type]
         return self
 
     def _check(self) -> None:
@@ -247,12 +275,17 @@ def fit_content_mapper(
 
 
 def cold_item_vectors(
-    model: Recommender, rows: Mapping[str, np.ndarray], mapper: ContentMapper | None = None
+    model: Recommender,
+    rows: Mapping[str, np.ndarray],
+    mapper: ContentMapper | None = None,
+    *,
+    calibrated: bool = False,
 ) -> np.ndarray:
     """Item vectors for items known only by ``rows`` = ``{modality: (n, d)}`` content.
 
     Uses the model's own ``item_vectors_from_features`` when it declares ``supports_cold_items``, else the
-    fitted ``mapper`` (see :func:`fit_content_mapper`).
+    fitted ``mapper`` (see :func:`fit_content_mapper`); ``calibrated`` stretches the mapper's vectors onto
+    the warm items' scale (:meth:`ContentMapper.calibrated`; what ``POST /items`` stores).
     """
     if model.supports_cold_items:
         return np.asarray(model.item_vectors_from_features(dict(rows)), dtype=np.float32)
@@ -261,7 +294,164 @@ def cold_item_vectors(
             f"model {model.name!r} cannot place content-only items itself; fit a ContentMapper first "
             "(fit_content_mapper(model, features, train))"
         )
-    return mapper.transform(rows)
+    vectors = mapper.transform(rows)
+    return mapper.calibrated(vectors) if calibrated else vectors
+
+
+@dataclass
+class PlacedItems:
+    """New items placed by content: vectors (inner-product models) or content neighbours and weights."""
+
+    vectors: np.ndarray | None = None
+    neighbours: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+
+def place_new_items(
+    model: Recommender,
+    rows: Mapping[str, np.ndarray],
+    *,
+    mapper: ContentMapper | None = None,
+    unit: Mapping[str, np.ndarray] | None = None,
+    present: Mapping[str, np.ndarray] | None = None,
+    eligible: np.ndarray | None = None,
+    calibrated: bool = True,
+) -> PlacedItems:
+    """Place items known only by ``rows`` = ``{modality: (n, d)}`` the way ``POST /items`` does.
+
+    Inner-product models get vectors (:func:`cold_item_vectors`; ``mapper`` for models without cold-item
+    support), calibrated onto the warm items' scale unless ``calibrated`` is False; other models get their
+    content neighbours among the ``eligible`` items (``unit``/``present``: the items' unit-norm features and
+    masks), whose scores :func:`neighbour_scores` lends them.
+    """
+    if model.is_inner_product:
+        return PlacedItems(vectors=cold_item_vectors(model, rows, mapper, calibrated=calibrated))
+    if unit is None or present is None or eligible is None:
+        raise ConfigError(
+            f"model {model.name!r} has no item vectors: placing new items needs the catalogue's content "
+            "(unit, present) and which items have interactions (eligible)"
+        )
+    nb, wt = content_neighbours(rows, unit, present, eligible)
+    return PlacedItems(neighbours=nb, weights=wt)
+
+
+def spread_ratio(target_spread: float, predicted_spread: float) -> float:
+    """``sqrt(target / predicted)`` spread, kept in [1, MAX_EXPANSION]: content never widens scores beyond
+    the warm items' spread on its own, and a map that predicts nothing is not blown up into noise."""
+    if not predicted_spread > 0:
+        return 1.0
+    return float(np.clip(np.sqrt(target_spread / predicted_spread), 1.0, MAX_EXPANSION))
+
+
+# ------------------------------------------------------------------------------------- content neighbours
+
+
+def content_neighbours(
+    rows: Mapping[str, np.ndarray],
+    unit: Mapping[str, np.ndarray],
+    present: Mapping[str, np.ndarray],
+    eligible: np.ndarray,
+    k: int = CONTENT_NEIGHBOURS,
+    *,
+    leave_out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` ``eligible`` items nearest to each new content row, and their weights: ``(n, k)`` each.
+
+    For models without item vectors a new item borrows its scores from these neighbours
+    (:func:`neighbour_scores`). Nearness is the mean cosine over the modalities both sides have
+    (``unit``: the items' unit-norm rows, ``present``: which items have the modality); weights are the
+    positive similarities, normalised; rows with fewer than ``k`` neighbours are padded with weight 0.
+    ``leave_out[j]``: an item row ``j`` may not take as its neighbour (a warm item placed as if new).
+    """
+    from fusionrec.data.graph import fused_cosine
+    from fusionrec.ranking import top_k
+
+    queries = {m: np.atleast_2d(np.asarray(v, np.float32)) for m, v in rows.items()}
+    sims = fused_cosine(queries, dict(unit), dict(present))
+    sims[:, ~np.asarray(eligible, bool)] = -np.inf  # items the model never saw interactions of lend no signal
+    if leave_out is not None:
+        sims[np.arange(len(sims)), np.asarray(leave_out, np.int64)] = -np.inf
+    nb, top = top_k(sims, k)
+    found = nb >= 0
+    if not found[:, 0].all():
+        raise UnsupportedError("no catalogue item with interactions shares content with the new item")
+    w = np.where(found, np.maximum(top, 0.0), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    uniform = found / found.sum(axis=1, keepdims=True)
+    w = np.where(total > 0, w / np.maximum(total, 1e-12), uniform)
+    nb = np.where(found, nb, nb[:, :1])  # padding points at the nearest item, with weight 0
+    return nb.astype(np.int64), w.astype(np.float32)
+
+
+def neighbour_scores(
+    base: np.ndarray,
+    neighbours: np.ndarray,
+    weights: np.ndarray,
+    *,
+    expansion: float = 1.0,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Scores of content-placed items from the model's scores ``base`` (``(n,)`` or ``(b, n)``).
+
+    Each new item takes the weighted mean of its neighbours' scores; with ``expansion`` > 1 its deviation
+    from the user's mean score over the ``eligible`` items is stretched by that factor (the mean of 20
+    neighbours is far less extreme than any one item: stretched, it is on the warm items' scale).
+    """
+    base = np.asarray(base, np.float32)
+    added = (base[..., neighbours] * weights).sum(axis=-1)
+    if expansion != 1.0:
+        pool = base if eligible is None else base[..., np.asarray(eligible, bool)]
+        finite = np.where(np.isfinite(pool), pool, np.nan)
+        with np.errstate(invalid="ignore"):
+            center = np.nanmean(finite, axis=-1, keepdims=True)
+        center = np.where(np.isfinite(center), center, 0.0)
+        added = center + np.float32(expansion) * (added - center)
+    return added.astype(np.float32)
+
+
+def fit_neighbour_expansion(
+    model: Recommender,
+    unit: Mapping[str, np.ndarray],
+    present: Mapping[str, np.ndarray],
+    eligible: np.ndarray,
+    *,
+    max_users: int = 1000,
+    max_items: int = 2000,
+    seed: int = 0,
+) -> float:
+    """The stretch that puts neighbour-borrowed scores on the warm items' scale, fitted on warm items.
+
+    Each sampled warm item is placed from its content as if it were new (its own row left out of its
+    neighbours); the ratio of the spread of its true scores to the spread of the borrowed ones, around each
+    sampled user's mean score, is the expansion (see :func:`spread_ratio`).
+    """
+    eligible = np.asarray(eligible, bool)
+    rng = np.random.default_rng(seed)
+    n_users = int(model.n_users_)
+    users = np.sort(rng.choice(n_users, size=min(n_users, max_users), replace=False))
+    # warm items with every modality the placement compares by (a new item sends what it has)
+    mods = list(unit)
+    pool = np.flatnonzero(eligible & np.logical_and.reduce([np.asarray(present[m], bool) for m in mods]))
+    if len(pool) < 2:
+        return 1.0
+    items = np.sort(rng.choice(pool, size=min(len(pool), max_items), replace=False))
+    n = len(eligible)
+    nbrs_all, wts_all = [], []
+    for start in range(0, len(items), 512):
+        block = items[start : start + 512]
+        nb, wt = content_neighbours(
+            {m: np.asarray(unit[m])[block] for m in mods}, unit, present, eligible, leave_out=block
+        )
+        nbrs_all.append(nb)
+        wts_all.append(wt)
+    nbrs, wts = np.vstack(nbrs_all), np.vstack(wts_all)
+    S = np.asarray(model.score(users), np.float32)[:, :n]
+    center = S[:, eligible].mean(axis=1, keepdims=True)
+    true_dev = S[:, items] - center
+    borrowed = -center
+    for j in range(nbrs.shape[1]):  # one neighbour rank at a time: (users, items) blocks, not a 3-D one
+        borrowed = borrowed + S[:, nbrs[:, j]] * wts[:, j]
+    return spread_ratio(float((true_dev**2).sum()), float((borrowed**2).sum()))
 
 
 def calibrate_cold_scores(cold: np.ndarray, warm: np.ndarray, gamma: float = 1.0) -> np.ndarray:

@@ -61,6 +61,8 @@ log = logging.getLogger("fusionrec")
 ENV_ARTIFACT = "FUSIONREC_ARTIFACT"
 ENV_MAX_UPLOAD_MB = "FUSIONREC_MAX_UPLOAD_MB"
 ENV_INDEX = "FUSIONREC_INDEX"
+ENV_NEW_ITEM_SHARE = "FUSIONREC_NEW_ITEM_SHARE"
+ENV_WARM_UP = "FUSIONREC_WARM_UP"
 # what POST /items accepts as a new id (checked again, after stripping, by the state)
 ITEM_ID_PATTERN = r"^[^\x00-\x1f\x7f/]*[^\x00-\x1f\x7f/\s][^\x00-\x1f\x7f/]*$"
 
@@ -85,6 +87,8 @@ def create_app(
     watch: bool = True,
     fast_path: bool = True,
     api_keys: ApiKeys | None = None,
+    new_item_share: float = 0.0,
+    warm_extractors: bool = True,
 ) -> FastAPI:
     """A FastAPI app serving the artifact at ``artifact_path``.
 
@@ -104,10 +108,19 @@ def create_app(
     api_keys
         Bearer keys guarding the mutating routes (and the reads, when read keys are given); None or empty:
         every route is open (``fusionrec serve`` allows that on loopback only).
+    new_item_share
+        Up to this share of every list (``floor(share * k)`` slots) goes to the user's best items added
+        through ``POST /items`` (exploration; 0, the default: new items compete on their calibrated scores
+        alone).
+    warm_extractors
+        Build the artifact's feature extractors (and export them to ONNX, cached on disk) now, so the first
+        ``POST /items`` is as fast as the next ones.
     """
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be positive; got {max_upload_mb}")
-    state = ServingState(artifact_path, index=index, watch=watch)
+    state = ServingState(artifact_path, index=index, watch=watch, new_item_share=new_item_share)
+    if warm_extractors:
+        state.warm_up()
     app = FastAPI(
         title="fusionrec",
         version=__version__,
@@ -421,6 +434,8 @@ def app_from_env() -> FastAPI:
         max_upload_mb=float(os.environ.get(ENV_MAX_UPLOAD_MB, "10")),
         index=os.environ.get(ENV_INDEX, "auto"),
         api_keys=ApiKeys.from_sources(),
+        new_item_share=float(os.environ.get(ENV_NEW_ITEM_SHARE, "0")),
+        warm_extractors=os.environ.get(ENV_WARM_UP, "1") != "0",
     )
     freeze_startup_objects()
     return app

@@ -155,6 +155,7 @@ class Version(BaseModel):
     added_items: int
     modalities: list[str]
     index: str
+    new_item_share: float = 0.0
 
 
 class ErrorBody(BaseModel):

@@ -27,6 +27,7 @@ from fusionrec import __version__
 from fusionrec.artifacts import Artifact, load_artifact, save_artifact
 from fusionrec.errors import ConfigError, ConflictError, UnsupportedError, UnsupportedMediaError
 from fusionrec.models.cold import ContentMapper
+from fusionrec.ranking import reserved_slots
 from fusionrec.recommend import ArtifactView, Ranked
 from fusionrec.serving.index import build_index
 
@@ -38,7 +39,7 @@ __all__ = ["ConflictError", "Ranked", "ServingState", "Snapshot", "UnsupportedEr
 
 @dataclass
 class Snapshot:
-    """One artifact revision as served: its query view, where it came from on disk, the cold-item mapper.
+    """One artifact revision as served: its query view, where it came from on disk, the new-item placement.
 
     Attributes the view has (``art``, ``model``, ``n_items``, ``titles``, ...) read through to it.
     """
@@ -46,6 +47,7 @@ class Snapshot:
     view: ArtifactView
     disk_key: tuple[int, ...]
     mapper: ContentMapper | None = None
+    neighbour_expansion: float | None = None  # fitted at start for models without item vectors
     loaded_at: float = field(default_factory=time.time)
 
     def __getattr__(self, name: str) -> Any:
@@ -65,14 +67,20 @@ class ServingState:
         "auto"/"hnsw" (faiss HNSW for inner-product models) or "exact".
     watch
         Reload when another process changed the artifact on disk (checked per request by one ``stat``).
+    new_item_share
+        Up to this share of every list goes to items added at run time (exploration; 0: none).
     """
 
-    def __init__(self, path: str | Path, *, index: str = "auto", watch: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, index: str = "auto", watch: bool = True, new_item_share: float = 0.0
+    ) -> None:
         if index not in ("auto", "hnsw", "exact"):
             raise ConfigError(f"unknown index {index!r}; choose auto, hnsw or exact")
+        reserved_slots(10, new_item_share)  # a share outside [0, 1] fails here, at start
         self.path = Path(path)
         self.index_kind = index
         self.watch = watch
+        self.new_item_share = float(new_item_share)
         self._lock = threading.RLock()
         self._lock_path = self.path.parent / f".{self.path.name}.lock"
         with self._file_lock():
@@ -98,7 +106,11 @@ class ServingState:
     def _build(self, art: Artifact, disk_key: tuple[int, ...], prev: Snapshot | None = None) -> Snapshot:
         make_index = None if self.index_kind == "exact" else (lambda base: build_index(base, "hnsw"))
         view = ArtifactView.build(
-            art, make_index=make_index, prev=prev.view if prev is not None else None, where=str(self.path)
+            art,
+            make_index=make_index,
+            prev=prev.view if prev is not None else None,
+            where=str(self.path),
+            new_item_share=self.new_item_share,
         )
         # the model's items did not change: the content map fitted on them still holds
         mapper = prev.mapper if prev is not None and view.same_model_items else None
@@ -120,7 +132,21 @@ class ServingState:
             "added_items": snap.n_items - snap.n_model,
             "modalities": sorted(snap.unit_features),
             "index": snap.index.kind if snap.index is not None else "exact",
+            "new_item_share": self.new_item_share,
         }
+
+    def warm_up(self) -> dict[str, float]:
+        """Get ``POST /items`` ready before the first one: build the feature extractors (ONNX export cached
+        on disk) and fit the content map a new item's vector comes from. Returns seconds per step."""
+        from fusionrec.new_items import prepare
+
+        with self._lock:
+            snap = self._snap
+            ready = prepare(snap.art, snap.mapper)
+            if ready.mapper is not None and snap.mapper is None:
+                snap.mapper = ready.mapper
+            snap.neighbour_expansion = ready.neighbour_expansion
+        return ready.seconds
 
     # ------------------------------------------------------------------ changes
     @contextmanager
