@@ -44,6 +44,10 @@ class LightGCN(TorchFactorModel):
         Adam training schedule (early stopping on ``valid`` may end sooner).
     reg : float
         L2 weight on the layer-0 embeddings of the batch.
+    min_batches : int
+        An epoch has at least this many minibatches (the batch shrinks on small data): 3,050 interactions in
+        batches of 4096 were one step per epoch, and early stopping's patience ran out before the model
+        learned more than its random start. 0 keeps ``batch_size`` as given.
     eval_every, patience, early_stop_metric
         Validation schedule; the best-valid epoch's embeddings are kept.
     random_state : int
@@ -74,6 +78,7 @@ class LightGCN(TorchFactorModel):
         learning_rate: float = 0.005,
         reg: float = 1e-3,
         batch_size: int = 4096,
+        min_batches: int = 16,
         eval_every: int = 1,
         patience: int = 20,
         early_stop_metric: str = "recall@20",
@@ -86,6 +91,7 @@ class LightGCN(TorchFactorModel):
         self.learning_rate = learning_rate
         self.reg = reg
         self.batch_size = batch_size
+        self.min_batches = min_batches
         self.eval_every = eval_every
         self.patience = patience
         self.early_stop_metric = early_stop_metric
