@@ -122,8 +122,10 @@ def test_the_trainer_hook_stops_a_torch_fit_and_keeps_its_best_epoch(small_csv):
 
 def test_torch_trials_below_the_median_are_pruned_and_never_chosen(small_csv):
     split = split_dataset(load_dataset(small_csv), "ratio", seed=1)
-    fixed = {"factors": 8, "batch_size": 128, "epochs": 15, "patience": 0}
-    res = tune_model("bpr-torch", split, fixed=fixed, trials=10, seed=1)
+    # LightGCN: bpr-torch's popularity-started item bias gives every slow trial the same valid score, and
+    # equal trials are not below their median
+    fixed = {"factors": 8, "batch_size": 128, "min_batches": 0, "epochs": 15, "patience": 0}
+    res = tune_model("lightgcn", split, fixed=fixed, trials=10, seed=1)
     pruned = [t for t in res.trials if t["state"] == "PRUNED"]
     done = [t for t in res.trials if t["state"] == "COMPLETE"]
     assert pruned and all(t["value"] is None for t in pruned)

@@ -12,7 +12,7 @@ from fusionrec.data.graph import knn_cosine
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation import evaluate
-from fusionrec.models.knn import EASE, ItemKNN, UserKNN, bm25_weight
+from fusionrec.models.knn import EASE, ItemKNN, UserKNN, bm25_weight, single_support_share
 
 
 def pruned_cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
@@ -67,9 +67,37 @@ def test_pruned_cosine_equals_dense_reference(k, shrink, monkeypatch):
 
 def test_itemknn_scores_are_history_times_neighbour_similarities():
     x = random_binary(30, 15, seed=2)
-    model = ItemKNN(neighbors=4, similarity="cosine", shrink=1.0).fit(x)
+    model = ItemKNN(neighbors=4, similarity="cosine", shrink=1.0, popularity=0.0).fit(x)
     sim = dense_pruned_cosine(x.toarray().T.astype(np.float64), 4, 1.0)  # row j: neighbours of item j
     np.testing.assert_allclose(model.score(np.arange(30)), x.toarray() @ sim.T, rtol=1e-5, atol=1e-6)
+    # popularity β: item j's similarities times deg_j^β (the neighbours kept are the same)
+    degree = x.toarray().sum(axis=0)
+    model = ItemKNN(neighbors=4, similarity="cosine", shrink=1.0, popularity=0.7).fit(x)
+    want = x.toarray() @ (sim * degree[:, None] ** 0.7).T
+    np.testing.assert_allclose(model.score(np.arange(30)), want, rtol=1e-5, atol=1e-6)
+
+
+def test_single_support_share_counts_pairs_resting_on_one_user():
+    # items 0-1 share users 0 and 1; items 2-3 share user 2 only; items 0-4 share user 0 only
+    x = sp.csr_matrix(np.array([[1, 1, 0, 0, 1], [1, 1, 0, 0, 0], [0, 0, 1, 1, 0]], np.float32))
+    pairs = sp.csr_matrix(([0.9, 0.5, 0.4], ([0, 2, 0], [1, 3, 4])), shape=(5, 5))
+    assert single_support_share(x.T.tocsr(), pairs) == pytest.approx(2 / 3)
+    assert single_support_share(x.T.tocsr(), pairs, max_pairs=2) in (0.5, 1.0)  # a sample of the pairs
+
+
+@pytest.mark.parametrize("cls", [ItemKNN, UserKNN])
+def test_default_popularity_follows_how_sparse_the_data_is(cls):
+    # dense data: neighbours share many users (β ≈ 0, plain cosine); a few interactions per user: nearly
+    # every similarity rests on one shared user or item, and β approaches 1
+    dense = random_binary(80, 40, density=0.5, seed=8)
+    rng = np.random.RandomState(9)
+    rows = np.repeat(np.arange(300), 2)
+    cols = rng.randint(0, 400, size=600)
+    sparse = sp.csr_matrix((np.ones(600, np.float32), (rows, cols)), shape=(300, 400))
+    sparse.data[:] = 1.0
+    assert cls().fit(dense).popularity_ < 0.05
+    assert cls().fit(sparse).popularity_ > 0.8
+    assert cls(popularity=0.3).fit(sparse).popularity_ == 0.3
 
 
 def test_itemknn_bm25_discounts_heavy_users():
@@ -86,9 +114,15 @@ def test_itemknn_bm25_discounts_heavy_users():
 
 def test_userknn_scores_are_neighbour_similarities_times_rows():
     x = random_binary(20, 25, seed=3)
-    model = UserKNN(neighbors=5).fit(x)
+    model = UserKNN(neighbors=5, popularity=0.0).fit(x)
     sim = dense_pruned_cosine(x.toarray().astype(np.float64), 5)
     np.testing.assert_allclose(model.score(np.arange(20)), sim @ x.toarray(), rtol=1e-5, atol=1e-6)
+    degree = x.toarray().sum(axis=0)
+    model = UserKNN(neighbors=5, popularity=0.5).fit(x)
+    want = sim @ x.toarray() * degree[None, :] ** 0.5
+    np.testing.assert_allclose(model.score(np.arange(20)), want, rtol=1e-5, atol=1e-6)
+    plain = UserKNN(neighbors=5, popularity=0.0).fit(x).fold_in_user(x[3].indices)
+    np.testing.assert_allclose(model.fold_in_user(x[3].indices), plain * degree**0.5, rtol=1e-5, atol=1e-6)
 
 
 def test_userknn_fold_in_finds_the_users_like_a_training_user():
@@ -109,14 +143,29 @@ def test_fold_in_of_a_training_users_items_equals_their_scores(cls):
 def test_ease_columns_are_ridge_regressions_on_the_other_items():
     x = random_binary(60, 10, density=0.4, seed=5)
     reg = 3.0
-    model = EASE(reg=reg).fit(x)
-    assert np.allclose(np.diag(model.weights_), 0.0)
+    model = EASE(reg=reg, bias_reg=None).fit(x)
+    assert np.allclose(np.diag(model.weights_), 0.0) and not model.item_bias_.any()
     xd = x.toarray().astype(np.float64)
     for j in (0, 4, 9):
         others = np.delete(np.arange(10), j)
         a = xd[:, others]
         coef = np.linalg.solve(a.T @ a + reg * np.eye(9), a.T @ xd[:, j])
         np.testing.assert_allclose(model.weights_[others, j], coef, rtol=1e-4, atol=1e-5)
+
+
+def test_ease_item_bias_is_a_column_of_ones_regressed_with_the_items():
+    x = random_binary(60, 10, density=0.4, seed=5)
+    reg, bias_reg = 3.0, 2.0
+    model = EASE(reg=reg, bias_reg=bias_reg).fit(x)
+    xd = x.toarray().astype(np.float64)
+    for j in (0, 4, 9):
+        others = np.delete(np.arange(10), j)
+        a = np.hstack([xd[:, others], np.ones((60, 1))])
+        penalty = np.diag(np.r_[np.full(9, reg), bias_reg * 60])  # the ones column: bias_reg × its diagonal
+        coef = np.linalg.solve(a.T @ a + penalty, a.T @ xd[:, j])
+        np.testing.assert_allclose(model.weights_[others, j], coef[:-1], rtol=1e-4, atol=1e-5)
+        assert model.item_bias_[j] == pytest.approx(coef[-1], rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(model.score(np.arange(60)), xd @ model.weights_ + model.item_bias_, rtol=1e-5)
 
 
 def test_ease_refuses_catalogues_too_large_for_a_dense_matrix():
@@ -127,7 +176,14 @@ def test_ease_refuses_catalogues_too_large_for_a_dense_matrix():
 
 
 @pytest.mark.parametrize(
-    "cls, params", [(ItemKNN, {"similarity": "jaccard"}), (UserKNN, {"neighbors": 0}), (EASE, {"reg": 0.0})]
+    "cls, params",
+    [
+        (ItemKNN, {"similarity": "jaccard"}),
+        (UserKNN, {"neighbors": 0}),
+        (EASE, {"reg": 0.0}),
+        (EASE, {"bias_reg": 0.0}),
+        (ItemKNN, {"popularity": -1.0}),
+    ],
 )
 def test_bad_values_say_what_is_allowed(cls, params):
     with pytest.raises(ConfigError):

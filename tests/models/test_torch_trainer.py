@@ -62,7 +62,9 @@ def test_learns_checkerboard_and_exports_numpy():
     train = checkerboard()
     model = _fast().fit(train)
     assert isinstance(model.user_factors_, np.ndarray) and model.user_factors_.dtype == np.float32
-    assert model.user_factors_.shape == (40, 8) and model.item_factors_.shape == (30, 8)
+    # 8 factors and the item bias column (user side: ones)
+    assert model.user_factors_.shape == (40, 9) and model.item_factors_.shape == (30, 9)
+    assert (model.user_factors_[:, -1] == 1.0).all()
     s = model.score(np.arange(40))
     same = (np.arange(40)[:, None] % 2) == (np.arange(30)[None, :] % 2)
     assert s[same].mean() > s[~same].mean() + 0.5

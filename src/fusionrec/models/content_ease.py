@@ -38,8 +38,8 @@ class ContentEASE(EASE):
 
     Parameters
     ----------
-    reg : float
-        Ridge added to the diagonal, as in EASE.
+    reg, bias_reg : float
+        Ridge added to the diagonal and the item-bias column's penalty (``None``: no item bias), as in EASE.
     modalities : list of str or None
         Modalities to use (``None``: every modality of the data, whatever their names).
     content_weights : list of float or None
@@ -63,11 +63,12 @@ class ContentEASE(EASE):
         self,
         *,
         reg: float = 200.0,
+        bias_reg: float | None = 3.0,
         modalities: Sequence[str] | None = None,
         content_weights: Sequence[float] | None = None,
         valid_metric: str = "recall@20,ndcg@20",
     ) -> None:
-        super().__init__(reg=reg)
+        super().__init__(reg=reg, bias_reg=bias_reg)
         self.modalities = modalities
         self.content_weights = content_weights
         self.valid_metric = valid_metric
@@ -75,7 +76,7 @@ class ContentEASE(EASE):
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
     ) -> None:
-        self._check_size(user_items.shape[1])
+        self._check_settings(user_items.shape[1])
         names = resolve_modalities(features, self.modalities)
         if not names:
             raise ConfigError("content-ease needs at least one modality; the data has none")
@@ -87,16 +88,16 @@ class ContentEASE(EASE):
         scale = float(np.diag(gram).mean()) or 1.0
         contents = [_unit_rows(features[n], features.mask(n)) for n in names]
 
-        def solve(weights: np.ndarray) -> np.ndarray:
+        def solve(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             g = gram.copy()
             for w, f in zip(weights, contents, strict=True):
                 if w:
                     g += (scale * float(w)) * (f @ f.T)
-            return self._solve(g)
+            return self._solve(g, x)
 
         weights = self._content_weights(solve, user_items, valid)
         self.content_weights_ = weights.astype(np.float32)
-        self.weights_ = solve(weights)
+        self.weights_, self.item_bias_ = solve(weights)
 
     def _content_weights(self, solve, user_items: sp.csr_matrix, valid: sp.csr_matrix | None) -> np.ndarray:
         n = len(self.modalities_)
@@ -116,8 +117,8 @@ class ContentEASE(EASE):
         hist = self._history
 
         def objective(w: np.ndarray) -> float:
-            b = solve(w)
-            res = validate(lambda u: np.asarray(hist[u] @ b), valid, user_items, metrics)
+            b, bias = solve(w)
+            res = validate(lambda u: np.asarray(hist[u] @ b) + bias, valid, user_items, metrics)
             return float(np.mean([res[m] for m in metrics]))
 
         best_w, best = np.zeros(n), objective(np.zeros(n))

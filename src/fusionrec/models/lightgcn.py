@@ -52,6 +52,10 @@ class LightGCN(TorchFactorModel):
         Adam training schedule (early stopping on ``valid`` may end sooner).
     reg : float
         L2 weight on the layer-0 embeddings of the batch.
+    min_batches : int
+        An epoch has at least this many minibatches (the batch shrinks on small data): 3,050 interactions in
+        batches of 4096 were one step per epoch, and early stopping's patience ran out before the model
+        learned more than its random start. 0 keeps ``batch_size`` as given.
     eval_every, patience, valid_metric
         Validation schedule; the best-valid epoch's embeddings are kept.
     random_state : int
@@ -82,6 +86,7 @@ class LightGCN(TorchFactorModel):
         learning_rate: float = 0.005,
         reg: float = 1e-3,
         batch_size: int = 4096,
+        min_batches: int = 16,
         eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 20,
         valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
@@ -94,6 +99,7 @@ class LightGCN(TorchFactorModel):
         self.learning_rate = learning_rate
         self.reg = reg
         self.batch_size = batch_size
+        self.min_batches = min_batches
         self.eval_every = eval_every
         self.patience = patience
         self.valid_metric = valid_metric

@@ -56,6 +56,14 @@ class ALS(FactorModel):
     solve is independent of the others', so the result does not depend on the thread count: the same
     ``random_state`` gives the same factors.
 
+    ``reg`` defaults to 20. The loss counts every cell (the zeros at confidence 1), so how strongly a penalty
+    pulls depends little on how many interactions a user has; it decides how each failure looks instead.
+    Too little (the former 0.01) lets 64 factors per user fit noise: on the benchmark thinned to 5
+    interactions per user ALS fell to 0.059 R@20 against most-popular's 0.087. Too much leaves only the
+    leading factor, which is item popularity, so heavy regularisation degrades to most-popular's list,
+    never below it. At 20 ALS stays above most-popular on the benchmark thinned to 5 and 10 interactions
+    per user and on a sparse synthetic set, and improves the dense benchmark too (0.263 → 0.275 R@20).
+
     Note: ``implicit``'s own ``alpha`` sets the confidence to ``alpha·r``; ours is ``1 + alpha·r`` as in the
     paper, so ``implicit``'s ``alpha=5`` equals ``alpha=4`` here.
 
@@ -76,7 +84,7 @@ class ALS(FactorModel):
         self,
         *,
         factors: int = 64,
-        reg: float = 0.01,
+        reg: float = 20.0,
         alpha: float = 4.0,
         epochs: int = 15,
         random_state: int | None = 0,
