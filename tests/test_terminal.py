@@ -75,10 +75,19 @@ def test_features_prints_each_summary_once(tmp_path):
 
 def test_export_reads_format_as_the_input_format_and_writes_to(tmp_path, benchmark_dir):
     out = tmp_path / "rb"
-    done = json.loads(
-        fusionrec("export", "--data", benchmark_dir, "--format", "mmrec", "--to", "recbole", out, "--json",
-                  "--quiet").stdout  # fmt: skip
-    )
+    args = [
+        "export",
+        "--data",
+        benchmark_dir,
+        "--format",
+        "mmrec",
+        "--to",
+        "recbole",
+        out,
+        "--json",
+        "--quiet",
+    ]
+    done = json.loads(fusionrec(*args).stdout)
     assert done["format"] == "recbole" and list(out.glob("*.train.inter"))
     old = fusionrec("export", "--data", benchmark_dir, "--input-format", "mmrec", out, check=False)
     assert old.returncode == 2 and "--input-format is now --format" in old.stderr and "--to" in old.stderr
