@@ -16,7 +16,7 @@ from fusionrec.data.dataset import Dataset, Split
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation import VALIDATOR
 from fusionrec.evaluation.evaluator import sample_users_of
-from fusionrec.models.base import Recommender
+from fusionrec.models.base import Recommender, WarmStart
 from fusionrec.models.registry import create_model
 
 log = logging.getLogger("fusionrec")
@@ -75,17 +75,42 @@ def resolve_task(model: Recommender, task: str | None = None) -> str:
 
 
 def fit_artifact(
-    ds: Dataset, split: Split, model: Recommender, *, split_name: str | None = None, seed: int | None = None
+    ds: Dataset,
+    split: Split,
+    model: Recommender,
+    *,
+    split_name: str | None = None,
+    seed: int | None = None,
+    warm_start: WarmStart | None = None,
 ) -> tuple[Artifact, float]:
-    """Fit ``model`` on the split's train part (valid for early stopping); returns the artifact and fit seconds."""
+    """Fit ``model`` on the split's train part (valid for early stopping); returns the artifact and fit seconds.
+
+    ``warm_start`` (see :func:`warm_start_from`) starts the fit from an earlier artifact's model."""
     features = ds.features if len(ds.features) else None
     valid = split.valid if split.valid.nnz else None
     if valid is not None:
         valid = sample_users_of(valid, MAX_VALID_USERS, seed or 0)
+    model.load_libraries()
     t0 = time.perf_counter()
-    model.fit(split.train, features, valid=valid, validate=VALIDATOR if valid is not None else None)
+    model.fit(
+        split.train,
+        features,
+        valid=valid,
+        validate=VALIDATOR if valid is not None else None,
+        warm_start=warm_start,
+    )
     seconds = time.perf_counter() - t0
     return make_artifact(ds, split, model, seconds=seconds, split_name=split_name, seed=seed), seconds
+
+
+def warm_start_from(art: Artifact, ds: Dataset) -> WarmStart:
+    """What a fit on ``ds`` needs to start from ``art``'s model: its state, and for each user and item of
+    ``ds`` (by raw id) its row in the artifact, or -1 for one the artifact does not know."""
+    return WarmStart.from_model(
+        art.model,
+        user_rows=art.user_ids.indices(ds.user_ids.raw_ids),
+        item_rows=art.item_ids.indices(ds.item_ids.raw_ids),
+    )
 
 
 def make_artifact(
