@@ -103,9 +103,18 @@ def test_refit_on_data_with_new_users_and_items(model, params, tables, tmp_path,
     # the id maps are extended: every old id is still there, next to the new ones
     assert set(old.user_ids) < set(new.user_ids) and set(old.item_ids) < set(new.item_ids)
     assert new.model.n_users_ == len(new.user_ids) and new.model.n_items_ == len(new.item_ids)
+    # every pair the earlier fit trained on stays in train: none is in valid or test, where the warm start
+    # would be rewarded for having seen it
+    assert refit["moved_to_train"]["valid"] > 0 and refit["moved_to_train"]["test"] > 0
+    assert _pairs(old) <= _pairs(new)
     recs = recommend_for_user(new, "195", k=10)  # a user the earlier fit never saw
     assert len(recs) == 10 and all(np.isfinite(r["score"]) for r in recs)
     assert got["test"]["recall@20"] > 0.1
+
+
+def _pairs(art) -> set[tuple[str, str]]:
+    coo = art.train.tocoo()
+    return set(zip(art.user_ids.raw_ids[coo.row], art.item_ids.raw_ids[coo.col], strict=True))
 
 
 def test_warm_start_maps_rows_by_id_and_new_rows_start_fresh():

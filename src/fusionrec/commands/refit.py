@@ -16,8 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Fit the artifact's model (same name, same parameters) on --data, starting from the "
         "artifact's learned state: known users and items keep their rows, new ones start fresh, and early "
         "stopping on the validation split decides how many epochs run. Prints the time against a cold fit "
-        "(the one recorded in the artifact, or measured now with --compare-cold). Models that cannot start "
-        "from an earlier fit say so and fit cold.",
+        "(the one recorded in the artifact, or measured now with --compare-cold). Interactions the artifact "
+        "trained on stay in train (valid and test hold only unseen ones). Models that cannot start from an "
+        "earlier fit say so and fit cold.",
     )
     p.add_argument("artifact", help="artifact directory written by `fusionrec fit`")
     add_data_args(p)
@@ -41,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.data.methods import SPLITS
     from fusionrec.data.splits import split_summary
     from fusionrec.evaluation import evaluate
-    from fusionrec.pipeline import build_model, fit_artifact, resolve_task, warm_start_from
+    from fusionrec.pipeline import (
+        build_model,
+        fit_artifact,
+        keep_trained_in_train,
+        resolve_task,
+        warm_start_from,
+    )
 
     log = logging.getLogger("fusionrec")
     old = load_artifact(args.artifact)
@@ -57,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     ds = load_data(args)
     name, params = old.model.name, old.model.get_params()
     task = resolve_task(old.model, old.info.get("task"))
-    split = make_split(ds, args, task)
+    # valid and test hold only interactions the artifact has not trained on (warm and cold fits alike)
+    split, moved = keep_trained_in_train(make_split(ds, args, task), old, ds)
     metric = str(params.get("early_stop_metric") or "recall@20")
 
     model = build_model(name, params, show_progress=not args.quiet)
@@ -79,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "epochs": _epochs(model),
         "users": {"known": users, "new": ds.n_users - users, "dropped": len(old.user_ids) - users},
         "items": {"known": items, "new": ds.n_items - items, "dropped": len(old.item_ids) - items},
+        "moved_to_train": moved,
     }
     if why_cold:
         refit["why_cold"] = why_cold
@@ -148,6 +157,11 @@ def _lines(name: str, refit: dict, metric: str, result: dict, out: str) -> list[
         f"users: {u['known']} known, {u['new']} new, {u['dropped']} not in the data; "
         f"items: {i['known']} known, {i['new']} new, {i['dropped']} not in the data"
     )
+    if any(refit["moved_to_train"].values()):
+        m = refit["moved_to_train"]
+        lines.append(
+            f"split: {m['valid']} valid and {m['test']} test interactions the artifact trained on moved to train"
+        )
     if "test" in result:
         lines.append(
             "test: " + "  ".join(f"{k}={v:.4f}" for k, v in result["test"].items() if isinstance(v, float))
