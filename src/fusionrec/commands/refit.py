@@ -55,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.artifact
     recorded = old.info.get("load") or {}
     apply_load_record(args, recorded)
-    if args.data_format is None and recorded.get("format"):
-        args.data_format = recorded["format"]
     if args.seed is None:
         args.seed = int(old.info.get("seed") or 2026)
     if args.split is None and old.info.get("split") in SPLITS:

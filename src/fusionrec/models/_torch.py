@@ -12,7 +12,8 @@ A torch model subclasses :class:`TorchRecommender` (any score function) or :clas
 The trainer handles seeding, device, thread count, vectorised negative sampling per epoch, shuffled
 minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept; the evaluator comes in
 as the ``fit(validate=...)`` callback, so models never import the evaluation layer), progress bars and timing.
-After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
+After ``fit`` the torch module is dropped: scoring uses numpy arrays only; its parameters at the kept epoch
+are kept as numpy arrays too (``warm_*_``), so that ``fit(warm_start=...)`` can start a later fit from them.
 
 Torch is imported lazily inside methods so that importing a model module (e.g. for ``fusionrec models``) stays
 cheap.
@@ -221,7 +222,10 @@ class TorchRecommender(Recommender):
     excluded), ``best_epoch_`` (1-based; the last epoch when there is no validation), ``epochs_run_``,
     ``batch_size_`` (the minibatch size used, after ``min_batches``),
     ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``, ``history_``
-    (``{"metric", "epoch", "loss", "valid"}``: mean training loss and validation metric per epoch).
+    (``{"metric", "epoch", "loss", "valid"}``: mean training loss and validation metric per epoch),
+    ``warm_params_`` (the module's parameters at ``best_epoch_``, kept for warm starts: see
+    ``_keep_parameters``). A warm-started fit validates its starting point as epoch 0: ``best_epoch_`` 0
+    means no epoch beat it.
     """
 
     is_torch = True
