@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from fusionrec.commands._common import apply_load_record, load_data, load_record, make_split
     from fusionrec.data.methods import SPLITS
     from fusionrec.data.splits import split_summary
+    from fusionrec.distributed import is_main_process
     from fusionrec.evaluation import evaluate
     from fusionrec.pipeline import (
         build_model,
@@ -76,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     if why_cold:
         log.warning("refit: %s; fitting cold", why_cold)
     art, seconds = fit_artifact(ds, split, model, seed=args.seed, warm_start=None if why_cold else warm)
+    cold_model, cold_seconds = None, 0.0
+    if args.compare_cold:
+        cold_model = build_model(name, params, show_progress=not args.quiet)
+        _, cold_seconds = fit_artifact(ds, split, cold_model, seed=args.seed)
+    if not is_main_process():
+        return 0  # under torchrun every rank trains; rank 0 evaluates and writes the artifact
 
     users, items = warm.known()
     refit: dict[str, Any] = {
@@ -89,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if why_cold:
         refit["why_cold"] = why_cold
-    cold_model = None
-    if args.compare_cold:
-        cold_model = build_model(name, params, show_progress=not args.quiet)
-        _, cold_seconds = fit_artifact(ds, split, cold_model, seed=args.seed)
+    if cold_model is not None:
         refit["cold"] = {"seconds": round(cold_seconds, 3), "epochs": _epochs(cold_model), "measured": True}
     else:
         # the cold fit behind the artifact: its own, or the one an earlier refit recorded
