@@ -73,7 +73,7 @@ def test_models_lists_params():
 
 def test_export_then_fit_on_export(tmp_path, shared_data):
     out = tmp_path / "exp"
-    fusionrec("export", "--data", shared_data, "--kcore", "5", "--format", "mmrec", out, "--quiet")
+    fusionrec("export", "--data", shared_data, "--kcore", "5", "--to", "mmrec", out, "--quiet")
     assert list(out.glob("*.inter"))
     fit = json.loads(
         fusionrec(

@@ -18,6 +18,7 @@ from fusionrec.errors import FusionrecError
 COMMANDS = [
     "demo",
     "fit",
+    "refit",
     "evaluate",
     "tune",
     "run",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -16,7 +17,7 @@ from fusionrec.data.dataset import Dataset, Split
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation import VALIDATOR
 from fusionrec.evaluation.evaluator import sample_users_of
-from fusionrec.models.base import Recommender
+from fusionrec.models.base import Recommender, WarmStart
 from fusionrec.models.registry import create_model
 
 log = logging.getLogger("fusionrec")
@@ -74,17 +75,74 @@ def resolve_task(model: Recommender, task: str | None = None) -> str:
 
 
 def fit_artifact(
-    ds: Dataset, split: Split, model: Recommender, *, split_name: str | None = None, seed: int | None = None
+    ds: Dataset,
+    split: Split,
+    model: Recommender,
+    *,
+    split_name: str | None = None,
+    seed: int | None = None,
+    warm_start: WarmStart | None = None,
 ) -> tuple[Artifact, float]:
-    """Fit ``model`` on the split's train part (valid for early stopping); returns the artifact and fit seconds."""
+    """Fit ``model`` on the split's train part (valid for early stopping); returns the artifact and fit seconds.
+
+    ``warm_start`` (see :func:`warm_start_from`) starts the fit from an earlier artifact's model."""
     features = ds.features if len(ds.features) else None
     valid = split.valid if split.valid.nnz else None
     if valid is not None:
         valid = sample_users_of(valid, MAX_VALID_USERS, seed or 0)
+    model.load_libraries()
     t0 = time.perf_counter()
-    model.fit(split.train, features, valid=valid, validate=VALIDATOR if valid is not None else None)
+    model.fit(
+        split.train,
+        features,
+        valid=valid,
+        validate=VALIDATOR if valid is not None else None,
+        warm_start=warm_start,
+    )
     seconds = time.perf_counter() - t0
     return make_artifact(ds, split, model, seconds=seconds, split_name=split_name, seed=seed), seconds
+
+
+def warm_start_from(art: Artifact, ds: Dataset) -> WarmStart:
+    """What a fit on ``ds`` needs to start from ``art``'s model: its state, and for each user and item of
+    ``ds`` (by raw id) its row in the artifact, or -1 for one the artifact does not know."""
+    return WarmStart.from_model(
+        art.model,
+        user_rows=art.user_ids.indices(ds.user_ids.raw_ids),
+        item_rows=art.item_ids.indices(ds.item_ids.raw_ids),
+    )
+
+
+def keep_trained_in_train(split: Split, art: Artifact, ds: Dataset) -> tuple[Split, dict[str, int]]:
+    """``split`` of ``ds`` with every interaction ``art`` was trained on (matched by raw ids) moved from valid
+    and test back into train, and how many moved from each.
+
+    A refit from ``art`` on data that grew is split afresh, so some pairs the artifact trained on land in
+    valid or test: early stopping would favour the warm start for having seen them, and the test would
+    reward it (on the demo data, ALS refitted on grown data scored 0.41 valid recall@20 against 0.26 cold).
+    """
+    users = ds.user_ids.indices(art.user_ids.raw_ids[: art.train.shape[0]])
+    items = ds.item_ids.indices(art.item_ids.raw_ids[: art.train.shape[1]])
+    old = sp.coo_matrix(art.train)
+    rows, cols = users[old.row], items[old.col]
+    known = (rows >= 0) & (cols >= 0)
+    seen = sp.csr_matrix(
+        (np.ones(int(known.sum()), np.float32), (rows[known], cols[known])), shape=split.train.shape
+    )
+    seen.data[:] = 1.0  # a pair listed twice counts once
+
+    def without_seen(part: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        moved = sp.csr_matrix(part.multiply(seen), dtype=part.dtype)
+        kept = sp.csr_matrix(part - moved)
+        kept.eliminate_zeros()
+        moved.eliminate_zeros()
+        return kept, moved
+
+    valid, from_valid = without_seen(split.valid)
+    test, from_test = without_seen(split.test)
+    train = sp.csr_matrix(split.train + from_valid + from_test)
+    moved = {"valid": int(from_valid.nnz), "test": int(from_test.nnz)}
+    return dataclasses.replace(split, train=train, valid=valid, test=test), moved
 
 
 def make_artifact(

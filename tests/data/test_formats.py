@@ -252,7 +252,7 @@ def test_export_then_load_is_identical(tmp_path, fmt):
 
 def test_export_recbole_cli_round_trip_on_real_split(tmp_path, capsys, benchmark_dir):
     out = tmp_path / "rb"
-    assert main(["export", "--data", str(benchmark_dir), "--format", "recbole", str(out), "--quiet"]) == 0
+    assert main(["export", "--data", str(benchmark_dir), "--to", "recbole", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in out.glob("*.inter")) == [
         "benchmark.test.inter",
         "benchmark.train.inter",

@@ -408,3 +408,27 @@ def test_old_parameter_names_are_refused_with_the_new_one(name, old, new, value)
     # artifacts written before the rename still load
     model = get_model_class(name).from_params({old: value}, upgrade=True)
     assert getattr(model, new) == value
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if get_model_class(n).supports_warm_start])
+def test_warm_start_from_its_own_fit_on_grown_data(name, caplog):
+    # `fusionrec refit`: known users and items start from the earlier fit, two new users and an item fresh
+    import logging
+
+    from fusionrec.models.base import WarmStart
+
+    first = fitted(name)
+    grown = checkerboard(N_USERS + 2, N_ITEMS + 1, seed=3)
+    if get_model_class(name).task == "rating":
+        grown = grown * 4.0
+    warm = WarmStart.from_model(first, np.r_[np.arange(N_USERS), -1, -1], np.r_[np.arange(N_ITEMS), -1])
+    model = make(name)
+    with caplog.at_level(logging.INFO, logger="fusionrec"):
+        model.fit(grown, features_for(name, N_ITEMS + 1), warm_start=warm)
+    scores = model.score(np.arange(N_USERS + 2))
+    assert scores.shape == (N_USERS + 2, N_ITEMS + 1) and np.isfinite(scores).all()
+    if getattr(model, "is_torch", False):  # every parameter tensor of a torch model starts from the fit
+        started = [r.getMessage() for r in caplog.records if "warm start of" in r.getMessage()]
+        assert len(started) == 1
+        k, total = map(int, started[0].split("warm start of ")[1].split(" parameter")[0].split(" of "))
+        assert k == total > 0

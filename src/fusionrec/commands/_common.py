@@ -37,7 +37,7 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True, format_flag
     g.add_argument(
         "--kcore",
         type=int,
-        help="iterative k-core filter on users and items (evaluate: default the artifact's own)",
+        help="iterative k-core filter on users and items (evaluate, refit: default the artifact's own)",
     )
     g.add_argument("--user-col", default="user_id", help="tables / RecBole: user id column")
     g.add_argument("--item-col", default="item_id", help="tables / RecBole: item id column")

@@ -309,7 +309,8 @@ def run_extraction(
         result.features.extractors[name] = config
         result.features.extractor_state.update({f"{name}/{k}": np.asarray(v) for k, v in state.items()})
         result.reports[name] = report
-        log.info("%s", report.summary())
+        # debug: the caller reports it (`fusionrec features` prints each summary once, on stdout)
+        log.debug("%s", report.summary())
         if report.n_present == 0:
             log.warning("%s: no item has usable %s content; the modality is all imputed", name, reads)
     return result

@@ -12,7 +12,8 @@ A torch model subclasses :class:`TorchRecommender` (any score function) or :clas
 The trainer handles seeding, device, thread count, vectorised negative sampling per epoch, shuffled
 minibatches, Adam, early stopping on the shared evaluator (best-valid-epoch state kept; the evaluator comes in
 as the ``fit(validate=...)`` callback, so models never import the evaluation layer), progress bars and timing.
-After ``fit`` the torch module is dropped: scoring uses numpy arrays only.
+After ``fit`` the torch module is dropped: scoring uses numpy arrays only; its parameters at the kept epoch
+are kept as numpy arrays too (``warm_*_``), so that ``fit(warm_start=...)`` can start a later fit from them.
 
 Torch is imported lazily inside methods so that importing a model module (e.g. for ``fusionrec models``) stays
 cheap.
@@ -34,7 +35,7 @@ from fusionrec.data.dataset import Features
 from fusionrec.data.sampling import NegativeSampler, minibatches, positive_pairs
 from fusionrec.errors import ConfigError
 from fusionrec.measures import matrix_rmse
-from fusionrec.models.base import FactorModel, Recommender
+from fusionrec.models.base import FactorModel, Recommender, WarmStart
 
 if TYPE_CHECKING:
     import torch
@@ -223,15 +224,25 @@ class TorchRecommender(Recommender):
     excluded), ``best_epoch_`` (1-based; the last epoch when there is no validation), ``epochs_run_``,
     ``batch_size_`` (the minibatch size used, after ``min_batches``),
     ``best_valid_`` (the early-stopping metric at ``best_epoch_``, or None), ``fit_device_``, ``history_``
-    (``{"metric", "epoch", "loss", "valid"}``: mean training loss and validation metric per epoch).
+    (``{"metric", "epoch", "loss", "valid"}``: mean training loss and validation metric per epoch),
+    ``warm_params_`` (the module's parameters at ``best_epoch_``, kept for warm starts: see
+    ``_keep_parameters``). A warm-started fit validates its starting point as epoch 0: ``best_epoch_`` 0
+    means no epoch beat it.
     """
 
     is_torch = True
+    supports_warm_start = True
     #: whether each batch needs sampled negatives (BM3-style models may switch it off)
     uses_negatives: bool = True
     #: Called as ``on_valid(epoch, value)`` after each validation (tuning prunes or stops on it); a true
     #: return ends training with the best state so far. Not a hyperparameter.
     on_valid: Callable[[int, float], bool | None] | None = None
+
+    def load_libraries(self) -> None:
+        import torch  # noqa: F401
+
+        # torch.use_deterministic_algorithms (called by every fit) imports this on first use: 2.5-5 s here
+        import torch._inductor.config  # noqa: F401
 
     # ------------------------------------------------------------------ hooks
     def _build(self, user_items: sp.csr_matrix, features: Features | None) -> nn.Module:
@@ -328,6 +339,8 @@ class TorchRecommender(Recommender):
         self._device = device
         try:
             module = self._build(user_items, features).to(device)
+            if self._warm is not None:
+                self._start_from(module, self._warm)
             opt = torch.optim.Adam(module.parameters(), lr=lr)
             users_np, items_np = positive_pairs(user_items)
             if len(users_np) == 0:
@@ -353,6 +366,12 @@ class TorchRecommender(Recommender):
                 )  # each rank validates its users; sums all-reduced
 
             best_val, best_epoch, best_state, bad_evals = -np.inf, epochs, None, 0
+            best_params: dict[str, np.ndarray] | None = None
+            if self._warm is not None and valid_users:
+                # the start is a candidate too: on unchanged data the earlier best stays unless training beats it
+                best_state = self._export(module)
+                best_val = self._validate(best_state, user_items, valid, metric, world=world, device=device)
+                best_epoch, best_params = 0, _parameters(module)
             epoch_secs: list[float] = []
             # per-epoch training curve, saved with the model (valid is None on epochs without validation)
             history: dict[str, Any] = {"metric": metric, "epoch": [], "loss": [], "valid": []}
@@ -410,6 +429,7 @@ class TorchRecommender(Recommender):
                     history["valid"][-1] = round(float(val), 6)
                     if val > best_val:
                         best_val, best_epoch, best_state, bad_evals = val, epoch, state, 0
+                        best_params = _parameters(module)
                     else:
                         bad_evals += 1
                     log.debug("%s epoch %d loss %.4f %s %.4f", self.name, epoch, mean_loss, metric, val)
@@ -434,8 +454,11 @@ class TorchRecommender(Recommender):
                 bar.close()
             if best_state is None:
                 best_state, best_epoch = self._export(module), epoch
+            if best_params is None:
+                best_params = _parameters(module)
             for k, v in best_state.items():
                 setattr(self, k, v)
+            self._keep_parameters(best_params, user_items.shape)
             self.epoch_seconds_ = float(np.mean(epoch_secs)) if epoch_secs else 0.0
             self.best_epoch_ = int(best_epoch)
             self.epochs_run_ = int(epoch)
@@ -449,6 +472,92 @@ class TorchRecommender(Recommender):
             torch.set_num_threads(prev_threads)
             torch.use_deterministic_algorithms(prev_det)
             torch.set_flush_denormal(False)  # torch's default; there is no getter to restore from
+
+    # ------------------------------------------------------------------ warm start
+    # The module's parameters at the kept epoch travel with the model as ``warm_<name>_`` arrays (dots as
+    # ``__``), listed with what their rows are in ``warm_params_``: [[name, "user"|"item"|"rows"|""], ...]
+    # ("rows": one per user and per item, when the two counts are equal). A refit starts from them.
+    def _keep_parameters(self, params: dict[str, np.ndarray], shape: tuple[int, int]) -> None:
+        n_users, n_items = shape
+        layout = []
+        for name, value in params.items():
+            rows = value.shape[0] if value.ndim else -1
+            if rows == n_users and rows == n_items:
+                kind = "rows"
+            elif rows == n_users:
+                kind = "user"
+            elif rows == n_items:
+                kind = "item"
+            else:
+                kind = ""
+            layout.append([name, kind])
+            setattr(self, _warm_attr(name), value)
+        self.warm_params_ = layout
+
+    def _start_from(self, module: nn.Module, warm: WarmStart) -> None:
+        """Set ``module``'s parameters from an earlier fit's (rows mapped by id; new rows keep their fresh
+        initialisation; a parameter whose shape changed, e.g. with a feature size, starts fresh)."""
+        import torch
+
+        layout = _warm_layout(warm.meta.get("warm_params_"))
+        if not layout:
+            raise ConfigError(
+                f"{self.name}: the earlier fit kept no training parameters (saved by an older version); "
+                "fit it cold"
+            )
+        same_rows = np.array_equal(warm.user_rows, warm.item_rows)
+        started, total = 0, 0
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                total += 1
+                old, kind = warm.arrays.get(_warm_attr(name)), layout.get(name)
+                if old is None or kind is None or old.shape[1:] != tuple(p.shape[1:]):
+                    continue
+                fresh = to_numpy(p)
+                rows = {"user": warm.user_rows, "item": warm.item_rows}.get(kind)
+                if kind == "rows" and same_rows:
+                    rows = warm.user_rows
+                if rows is not None and p.shape[0] == len(rows):
+                    new = warm.take(old, fresh, rows)
+                elif kind == "" and old.shape == tuple(p.shape):
+                    new = old
+                else:
+                    continue
+                p.copy_(torch.from_numpy(np.ascontiguousarray(new, dtype=fresh.dtype)).to(p.device))
+                started += 1
+        users, items = warm.known()
+        log.info(
+            "%s: warm start of %d of %d parameter tensors; %d of %d users and %d of %d items known",
+            self.name,
+            started,
+            total,
+            users,
+            len(warm.user_rows),
+            items,
+            len(warm.item_rows),
+        )
+
+    def forget_user_rows(self, idx: int) -> None:
+        """As for every model, plus the user's row of the kept training parameters (a parameter whose
+        rows could be users or items is dropped whole: a refit then starts it fresh)."""
+        n_users = int(self.n_users_)
+        super().forget_user_rows(idx)
+        layout = getattr(self, "warm_params_", None)
+        if not layout:
+            return
+        kept = []
+        for name, kind in layout:
+            attr = _warm_attr(name)
+            value = getattr(self, attr, None)
+            if value is None:
+                continue
+            if kind == "rows" and value.shape[0] == n_users:
+                delattr(self, attr)
+                continue
+            if kind in ("user", "rows") and idx < value.shape[0]:
+                setattr(self, attr, np.delete(value, idx, axis=0))
+            kept.append([name, kind])
+        self.warm_params_ = kept
 
     def _export(self, module: nn.Module) -> dict[str, np.ndarray]:
         import torch
@@ -503,6 +612,31 @@ class TorchRecommender(Recommender):
             total, count = distributed.all_reduce_sum(np.array([value * weight, weight]), device)
             return float(total / max(count, 1.0))
         return float(value)
+
+
+def _parameters(module: nn.Module) -> dict[str, np.ndarray]:
+    """Numpy copies of the module's parameters, by name."""
+    return {name: to_numpy(p) for name, p in module.named_parameters()}
+
+
+def _warm_attr(name: str) -> str:
+    return "warm_" + name.replace(".", "__") + "_"
+
+
+def _warm_layout(value: Any) -> dict[str, str]:
+    """``warm_params_`` read from an artifact (data: checked, not trusted) as ``{name: row kind}``."""
+    if not isinstance(value, list):
+        return {}
+    out = {}
+    for entry in value:
+        if (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and entry[1] in ("user", "item", "rows", "")
+        ):
+            out[entry[0]] = entry[1]
+    return out
 
 
 def _finish_bar(bar, post: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -58,6 +59,41 @@ class Validator(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """An earlier fit to start from: its learned state and, per user / item row of the new training matrix,
+    the row it had in that fit (-1: new, it starts as a fresh fit would).
+
+    ``arrays``/``meta`` are the earlier model's ``state_arrays()``/``state_meta()`` (its persistence format,
+    so an artifact on disk is enough); the model itself decides which of them it can start from.
+    """
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    user_rows: np.ndarray
+    item_rows: np.ndarray
+
+    @classmethod
+    def from_model(cls, model: Recommender, user_rows: np.ndarray, item_rows: np.ndarray) -> WarmStart:
+        return cls(
+            arrays={k: np.asarray(v) for k, v in model.state_arrays().items()},
+            meta=dict(model.state_meta()),
+            user_rows=np.asarray(user_rows, dtype=np.int64),
+            item_rows=np.asarray(item_rows, dtype=np.int64),
+        )
+
+    def take(self, old: np.ndarray, fresh: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``fresh`` with each row whose earlier row exists in ``old`` replaced by that row."""
+        out = np.array(fresh, copy=True)
+        known = (rows >= 0) & (rows < old.shape[0])
+        out[known] = old[rows[known]]
+        return out
+
+    def known(self) -> tuple[int, int]:
+        """How many users and items of the new matrix the earlier fit knew."""
+        return int((self.user_rows >= 0).sum()), int((self.item_rows >= 0).sum())
+
+
 class Recommender:
     """Base class. Subclasses set ``name``, accept keyword-only hyperparameters and implement ``_fit``/``score``.
 
@@ -68,7 +104,8 @@ class Recommender:
     - ``supports_cold_items``: whether ``item_vectors_from_features`` can place an item with content only;
     - ``is_inner_product``: ``score == user_vectors() @ item_vectors().T`` (serving may use an ANN index);
     - ``task``: ``"ranking"`` (scores order items; fitted on 1.0 per interaction) or ``"rating"`` (scores
-      are predicted ratings; fitted on a matrix of rating values and evaluated by RMSE / MAE).
+      are predicted ratings; fitted on a matrix of rating values and evaluated by RMSE / MAE);
+    - ``supports_warm_start``: whether ``fit(warm_start=...)`` starts from an earlier fit's state.
     """
 
     name: ClassVar[str] = "base"
@@ -80,8 +117,11 @@ class Recommender:
     #: what ``score_parts`` returns (see there)
     explanation_kind: ClassVar[str] = "score-decomposition"
     task: ClassVar[str] = "ranking"
+    supports_warm_start: ClassVar[bool] = False
     # Progress bars during fit; not a hyperparameter (the CLI's --quiet turns it off per instance).
     show_progress: bool = True
+    #: the ``warm_start`` given to the running ``fit`` (read by ``_fit``), else None
+    _warm: WarmStart | None = None
     #: Hyper-parameters tuning may search: ``{param: ("int"|"float", low, high[, "log"])}`` or
     #: ``{param: ("categorical", [choices])}``; empty = nothing worth tuning. Checked against the constructor.
     search_space: ClassVar[dict[str, tuple]] = {}
@@ -137,24 +177,42 @@ class Recommender:
         *,
         valid: sp.csr_matrix | None = None,
         validate: Validator | None = None,
+        warm_start: WarmStart | None = None,
     ) -> Recommender:
         """Learn from ``user_items`` (binary CSR, users × items).
 
         ``valid`` with ``validate`` (the evaluator as a callback: ``fusionrec.evaluation.VALIDATOR``) enables
         early stopping and validation-weighted fusion where a model uses them; models never import the
-        evaluation layer themselves.
+        evaluation layer themselves. ``warm_start`` (models with ``supports_warm_start``) starts from an
+        earlier fit of the same model instead of a random initialisation.
         """
         user_items = as_csr(user_items)
         self._check_features(features)
+        if warm_start is not None:
+            if not self.supports_warm_start:
+                raise ConfigError(f"model {self.name!r} cannot start from an earlier fit; fit it cold")
+            if warm_start.user_rows.shape != (user_items.shape[0],) or warm_start.item_rows.shape != (
+                user_items.shape[1],
+            ):
+                raise ConfigError(
+                    f"warm start: {len(warm_start.user_rows)} user and {len(warm_start.item_rows)} item rows "
+                    f"for a {user_items.shape[0]}×{user_items.shape[1]} training matrix"
+                )
         self._reset()
         self.n_users_, self.n_items_ = user_items.shape
         self._validator = validate
+        self._warm = warm_start
         try:
             self._fit(user_items, features, valid=None if valid is None else as_csr(valid))
         finally:
             self._validator = None
+            self._warm = None
         self.fitted_ = True
         return self
+
+    def load_libraries(self) -> None:
+        """Import what ``fit`` needs (``fit`` imports it anyway): timed fits call it first so that they measure
+        training, not a first import (torch took 3.4-3.9 s to import here, under load)."""
 
     def _validator_for(self, purpose: str) -> Validator:
         """The validation callback given to ``fit``; a clear error when a model needs one and has none."""

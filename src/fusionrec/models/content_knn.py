@@ -119,7 +119,9 @@ class ContentKNN(_HistoryMixin, Recommender):
             validate, blocks, users, user_items, valid, metrics, labels=self.modalities_, what="content-knn"
         )
         log.info(
-            "content-knn gates %s (valid %.4f)", dict(zip(self.modalities_, w.round(3), strict=True)), best
+            "content-knn gates %s (valid %.4f)",
+            dict(zip(self.modalities_, w.round(3).tolist(), strict=True)),
+            best,
         )
         return w.astype(np.float32)
 

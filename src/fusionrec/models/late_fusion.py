@@ -146,7 +146,7 @@ class LateFusion(Recommender):
         self.valid_score_ = float(best)
         log.info(
             "late-fusion weights %s (valid %s=%.4f)",
-            dict(zip(names, w.round(3), strict=True)),
+            dict(zip(names, w.round(3).tolist(), strict=True)),  # plain floats, not np.float64 reprs
             self.valid_metric,
             best,
         )

@@ -15,9 +15,14 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.models.base import FactorModel
+from fusionrec.models.base import FactorModel, WarmStart
 
 log = logging.getLogger("fusionrec")
+
+# A warm-started ALS fit (``fusionrec refit``) iterates until this validation metric has not improved for
+# WARM_PATIENCE iterations (at most ``epochs``), keeping the best iteration; a cold fit runs every epoch.
+WARM_STOP_METRIC = "recall@20"
+WARM_PATIENCE = 2
 
 
 @contextmanager
@@ -73,6 +78,7 @@ class ALS(FactorModel):
     """
 
     name = "als"
+    supports_warm_start = True
     search_space = {
         "factors": ("int", 16, 512, "log"),
         "reg": ("float", 1e-3, 100.0, "log"),
@@ -95,6 +101,9 @@ class ALS(FactorModel):
         self.epochs = epochs
         self.random_state = random_state
 
+    def load_libraries(self) -> None:
+        _require_implicit()
+
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
     ) -> None:
@@ -116,9 +125,78 @@ class ALS(FactorModel):
                 random_state=self.random_state,
                 num_threads=0,
             )
+            if self._warm is not None:
+                self._fit_warm(model, conf, self._warm, user_items, valid)
+                return
             model.fit(conf, show_progress=self.show_progress)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def _fit_warm(
+        self,
+        model,
+        conf: sp.csr_matrix,
+        warm: WarmStart,
+        user_items: sp.csr_matrix,
+        valid: sp.csr_matrix | None,
+    ) -> None:
+        """ALS iterations from an earlier fit's factors (new users and items start as implicit starts them),
+        one at a time, validated after each; the best iteration (the start itself included) is kept."""
+        n_users, n_items = user_items.shape
+        f = int(self.factors)
+        old_u, old_i = warm.arrays.get("user_factors_"), warm.arrays.get("item_factors_")
+        rng = np.random.default_rng(self.random_state)
+        fresh_u = rng.random((n_users, f), dtype=np.float32) * 0.01  # implicit's own initialisation
+        fresh_i = rng.random((n_items, f), dtype=np.float32) * 0.01
+        if old_u is None or old_i is None or old_u.shape[1:] != (f,) or old_i.shape[1:] != (f,):
+            raise ConfigError(f"als: the earlier fit has no {f}-factor user and item factors to start from")
+        model.user_factors = warm.take(old_u, fresh_u, warm.user_rows)
+        model.item_factors = warm.take(old_i, fresh_i, warm.item_rows)
+        model.iterations = 1
+        epochs = int(self.epochs)
+        validator = self._validator_for("early stopping") if valid is not None and valid.nnz else None
+
+        def current_valid() -> float:
+            assert validator is not None and valid is not None
+            u, i = model.user_factors, model.item_factors
+            res = validator(lambda users: u[users] @ i.T, valid, user_items, (WARM_STOP_METRIC,))
+            return float(res[WARM_STOP_METRIC])
+
+        best_val = current_valid() if validator is not None else -np.inf
+        best = (model.user_factors.copy(), model.item_factors.copy())
+        best_epoch, bad, epoch = 0, 0, 0
+        bar = None
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=epochs, desc="als (warm)", unit="it", leave=False)
+        try:
+            for epoch in range(1, epochs + 1):
+                model.fit(conf, show_progress=False)  # one iteration from the current factors
+                if bar is not None:
+                    bar.update(1)
+                if validator is None:
+                    continue
+                val = current_valid()
+                if bar is not None:
+                    bar.set_postfix({WARM_STOP_METRIC: f"{val:.4f}"})
+                if val > best_val:
+                    best_val, best_epoch, bad = val, epoch, 0
+                    best = (model.user_factors.copy(), model.item_factors.copy())
+                else:
+                    bad += 1
+                    if bad >= WARM_PATIENCE:
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+        if validator is None:
+            best, best_epoch = (model.user_factors, model.item_factors), epoch
+        self.user_factors_ = np.ascontiguousarray(best[0], dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(best[1], dtype=np.float32)
+        self.epochs_run_ = int(epoch)
+        self.best_epoch_ = int(best_epoch)  # 0: the starting factors themselves were best on valid
+        self.best_valid_ = float(best_val) if np.isfinite(best_val) else None
 
 
 class BPR(FactorModel):
@@ -154,6 +232,9 @@ class BPR(FactorModel):
         self.reg = reg
         self.epochs = epochs
         self.random_state = random_state
+
+    def load_libraries(self) -> None:
+        _require_implicit()
 
     def _fit(
         self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
