@@ -31,7 +31,6 @@ MODELS = {
     "userknn": {"similarity": "cosine", "neighbors": 50},
     "ease": {"reg": 200.0},
     "als": {"factors": 256, "reg": 20.0, "alpha": 2.0},
-    "bpr": {"factors": 64, "learning_rate": 0.005, "reg": 0.001, "epochs": 100},
 }
 
 

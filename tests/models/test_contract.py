@@ -30,7 +30,6 @@ FAST_PARAMS: dict[str, dict] = {
     "content-knn": {"neighbors": 5},
     "content-ease": {"reg": 5.0},
     "als": {"factors": 8, "epochs": 5},
-    "bpr": {"factors": 8, "epochs": 60, "learning_rate": 0.05},
     "bpr-torch": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "lightgcn": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "freedom": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},

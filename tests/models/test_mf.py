@@ -1,16 +1,15 @@
-"""ALS and BPR on implicit's kernels (the shared contract covers fit/score/save/determinism)."""
+"""ALS on implicit's kernels (the shared contract covers fit/score/save/determinism)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from _support import checkerboard
 
 from fusionrec.data.splits import split_dataset
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation import evaluate
-from fusionrec.models.mf import ALS, BPR
+from fusionrec.models.mf import ALS
 
 
 def test_als_confidence_is_one_plus_alpha_times_r():
@@ -39,34 +38,16 @@ def test_als_factors_are_float32_and_do_not_depend_on_thread_scheduling():
     assert not np.allclose(other.item_factors_, runs[0].item_factors_)
 
 
-def test_bpr_is_reproducible_and_carries_an_item_bias_column():
-    x = checkerboard(60, 40, seed=3)
-    a = BPR(factors=8, epochs=30, random_state=5).fit(x)
-    b = BPR(factors=8, epochs=30, random_state=5).fit(x)
-    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
-    assert a.item_factors_.dtype == np.float32 and a.item_factors_.shape[1] == a.user_factors_.shape[1]
-    np.testing.assert_array_equal(a.user_factors_[:, -1], 1.0)  # bias column: user side fixed to 1
-    c = BPR(factors=8, epochs=30, random_state=6).fit(x)
-    assert not np.allclose(c.item_factors_, a.item_factors_)
-
-
 @pytest.mark.parametrize(
     "cls, params",
     [
         (ALS, {"factors": 0}),
         (ALS, {"alpha": -1.0}),
-        (BPR, {"learning_rate": 0.0}),
-        (BPR, {"epochs": 0}),
     ],
 )
 def test_bad_values_are_config_errors(cls, params):
     with pytest.raises(ConfigError):
         cls(**params).fit(checkerboard(10, 8))
-
-
-def test_bpr_needs_interactions():
-    with pytest.raises(ConfigError, match="at least one"):
-        BPR().fit(sp.csr_matrix((5, 4), dtype=np.float32))
 
 
 def test_factor_models_on_the_benchmark(benchmark_dir):
@@ -76,5 +57,3 @@ def test_factor_models_on_the_benchmark(benchmark_dir):
     # implicit's tuned ALS reaches 0.270 test R@20 on this split (targets.md); MostPopular 0.113.
     als = evaluate(ALS(factors=32, reg=0.01, alpha=4.0).fit(split.train), split, masking="train").metrics
     assert als["recall@20"] > 0.25, als
-    bpr = evaluate(BPR(epochs=60).fit(split.train), split, masking="train").metrics
-    assert bpr["recall@20"] > 0.15, bpr

@@ -504,7 +504,7 @@ def _check_cold_inputs(ds: Dataset, model: Recommender, *, neighbours: bool = Fa
     if not (neighbours or model.is_inner_product or model.supports_cold_items):
         raise ConfigError(
             f"model {model.name!r} neither scores by inner products nor supports cold items; "
-            "choose als, bpr or another factor model"
+            "choose als, bpr-torch or another factor model"
         )
 
 

@@ -262,7 +262,7 @@ def fit_content_mapper(
     if not model.is_inner_product:
         raise ConfigError(
             f"model {model.name!r} does not score by inner products, so it has no item vectors to map "
-            "content to; use an inner-product model (als, bpr, lightgcn, ...) or one that supports cold items"
+            "content to; use an inner-product model (als, bpr-torch, lightgcn, ...) or one that supports cold items"
         )
     V = np.asarray(model.item_vectors())
     n_model = V.shape[0]

@@ -1,6 +1,6 @@
-"""Matrix factorisation on implicit feedback with the ``implicit`` library's CPU kernels: ALS and BPR.
+"""Matrix factorisation on implicit feedback with the ``implicit`` library's CPU kernels: ALS.
 
-Both learn ``user_factors_`` and ``item_factors_`` (float32) and score by their inner product
+It learns ``user_factors_`` and ``item_factors_`` (float32) and scores by their inner product
 (``FactorModel``).
 ``implicit`` is imported only inside ``fit``; a fitted model scores with numpy alone.
 """
@@ -40,10 +40,9 @@ def _single_threaded_blas():
 def _require_implicit():
     try:
         import implicit.cpu.als  # noqa: F401
-        import implicit.cpu.bpr  # noqa: F401
     except ImportError as e:
         raise ConfigError(
-            "models 'als' and 'bpr' need the implicit library; install it with `pip install 'fusionrec[cf]'`"
+            "model 'als' needs the implicit library; install it with `pip install 'fusionrec[cf]'`"
         ) from e
 
 
@@ -197,66 +196,3 @@ class ALS(FactorModel):
         self.epochs_run_ = int(epoch)
         self.best_epoch_ = int(best_epoch)  # 0: the starting factors themselves were best on valid
         self.best_valid_ = float(best_val) if np.isfinite(best_val) else None
-
-
-class BPR(FactorModel):
-    """BPR matrix factorisation trained by SGD on (user, positive, negative) triples; includes an item bias.
-
-    Each epoch draws as many triples as there are training interactions, with negatives re-drawn when the
-    user has seen them. SGD runs on one thread so that the same ``random_state`` gives the same factors
-    (``implicit`` parallelises it lock-free, which is not reproducible). The item bias is the last
-    factor column (its user column is fixed to 1), so the score stays a plain inner product.
-
-    References: Rendle et al., "BPR: Bayesian personalized ranking from implicit feedback", UAI 2009.
-    """
-
-    name = "bpr"
-    search_space = {
-        "factors": ("int", 16, 256, "log"),
-        "learning_rate": ("float", 1e-3, 0.2, "log"),
-        "reg": ("float", 1e-4, 0.1, "log"),
-        "epochs": ("int", 20, 200, "log"),
-    }
-
-    def __init__(
-        self,
-        *,
-        factors: int = 64,
-        learning_rate: float = 0.05,
-        reg: float = 0.01,
-        epochs: int = 100,
-        random_state: int | None = 0,
-    ) -> None:
-        self.factors = factors
-        self.learning_rate = learning_rate
-        self.reg = reg
-        self.epochs = epochs
-        self.random_state = random_state
-
-    def load_libraries(self) -> None:
-        _require_implicit()
-
-    def _fit(
-        self, user_items: sp.csr_matrix, features: Features | None, *, valid: sp.csr_matrix | None
-    ) -> None:
-        _require_implicit()
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-        _check_positive(factors=self.factors, epochs=self.epochs, learning_rate=self.learning_rate)
-        if self.reg < 0:
-            raise ConfigError(f"reg must be ≥ 0; got {self.reg!r}")
-        if user_items.nnz == 0:
-            raise ConfigError("bpr needs at least one training interaction")
-        with _single_threaded_blas():
-            model = BayesianPersonalizedRanking(
-                factors=int(self.factors),
-                learning_rate=float(self.learning_rate),
-                regularization=float(self.reg),
-                iterations=int(self.epochs),
-                random_state=self.random_state,
-                num_threads=1,
-                verify_negative_samples=True,
-            )
-            model.fit(user_items, show_progress=self.show_progress)
-        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)

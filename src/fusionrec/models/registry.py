@@ -20,7 +20,6 @@ _MODELS: dict[str, str] = {
     "content-knn": "fusionrec.models.content_knn:ContentKNN",
     "content-ease": "fusionrec.models.content_ease:ContentEASE",
     "als": "fusionrec.models.mf:ALS",
-    "bpr": "fusionrec.models.mf:BPR",
     "bpr-torch": "fusionrec.models.bpr_torch:BPRTorch",
     "lightgcn": "fusionrec.models.lightgcn:LightGCN",
     "freedom": "fusionrec.models.freedom:FREEDOM",
@@ -37,10 +36,19 @@ def model_names() -> list[str]:
     return sorted(_MODELS)
 
 
+# Models that were removed, and what to use instead (an artifact or a command naming one says so).
+_REMOVED = {
+    "bpr": "bpr-torch (the same model trained with torch, with early stopping; implicit's SGD version ended "
+    "below most-popular on sparse data)",
+}
+
+
 def get_model_class(name: str) -> type[Recommender]:
     try:
         target = _MODELS[name]
     except KeyError:
+        if name in _REMOVED:
+            raise ConfigError(f"model {name!r} was removed; use {_REMOVED[name]}") from None
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}") from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
