@@ -50,9 +50,11 @@ class SMORE(TorchFactorModel):
     reference implementation.
 
     Defaults follow the reference implementation's configuration (64 factors, 3 user–item layers, 1
-    item–item layer, learning_rate 0.001, batch 2048, align_weight 0.01, temperature 0.2) with the
-    middle of its search grid for the rest (neighbors 10, reg 1e-4, dropout 0.1); the learning-rate
-    decay of that configuration (×0.96 per 50 epochs) is left out.
+    item–item layer, batch 2048, align_weight 0.01, temperature 0.2) with the middle of its search grid
+    for the rest (neighbors 10, reg 1e-4, dropout 0.1), except learning_rate 0.01 instead of 0.001: on
+    the MovieLens benchmark's validation split, 0.001 left R@20 below 0.05 for the first 7 epochs and
+    0.01 reached 0.22 by the fourth. The learning-rate decay of that configuration (×0.96 per 50 epochs)
+    is left out.
 
     Parameters
     ----------
@@ -94,7 +96,7 @@ class SMORE(TorchFactorModel):
         "neighbors": ("int", 5, 40),
         "dropout": ("float", 0.0, 0.3),
         "align_weight": ("float", 1e-3, 1e-1, "log"),
-        "learning_rate": ("float", 1e-4, 1e-2, "log"),
+        "learning_rate": ("float", 1e-3, 3e-2, "log"),
         "reg": ("float", 1e-6, 1e-2, "log"),
     }
     requires_features = ("*",)
@@ -114,7 +116,7 @@ class SMORE(TorchFactorModel):
         modalities: Sequence[str] | str | None = None,
         reg: float = 1e-4,
         epochs: int = 300,
-        learning_rate: float = 0.001,
+        learning_rate: float = 0.01,
         batch_size: int = 2048,
         eval_every: int = 1,
         patience: int = 20,
