@@ -44,6 +44,7 @@ FAST_PARAMS: dict[str, dict] = {
     },
     "neural": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "lattice": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},
+    "smore": {"factors": 8, "batch_size": 128, "learning_rate": 0.05, "neighbors": 5},
     "biased-mf": {"factors": 8, "learning_rate": 0.02},
 }
 AUTO_EPOCHS = 20

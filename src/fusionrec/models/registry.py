@@ -28,6 +28,7 @@ _MODELS: dict[str, str] = {
     "late-fusion": "fusionrec.models.late_fusion:LateFusion",
     "neural": "fusionrec.models.neural:NeuralFusion",
     "lattice": "fusionrec.models.lattice:LATTICE",
+    "smore": "fusionrec.models.smore:SMORE",
     "biased-mf": "fusionrec.models.biased_mf:BiasedMF",
 }
 
