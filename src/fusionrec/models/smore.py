@@ -10,7 +10,15 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import item_item_knn_graph, normalised_adjacency
-from fusionrec.models._torch import Batch, SparseAdj, TorchFactorModel, batch_l2, bpr_loss, to_numpy
+from fusionrec.models._torch import (
+    TRAINER_DEFAULTS,
+    Batch,
+    SparseAdj,
+    TorchFactorModel,
+    batch_l2,
+    bpr_loss,
+    to_numpy,
+)
 from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.lightgcn import propagate
 
@@ -78,7 +86,7 @@ class SMORE(TorchFactorModel):
         Modalities to use (``None``: all, any names).
     reg : float
         L2 weight on the batch's final embeddings.
-    epochs, learning_rate, batch_size, eval_every, patience, early_stop_metric, random_state, device
+    epochs, learning_rate, batch_size, eval_every, patience, valid_metric, random_state, device
         Shared trainer settings (see ``fusionrec.models._torch``).
     modality_dropout, feature_noise : float
         Training-time feature augmentation of the raw features.
@@ -118,13 +126,13 @@ class SMORE(TorchFactorModel):
         epochs: int = 300,
         learning_rate: float = 0.01,
         batch_size: int = 2048,
-        eval_every: int = 1,
+        eval_every: int = TRAINER_DEFAULTS["eval_every"],
         patience: int = 20,
-        early_stop_metric: str = "recall@20",
-        modality_dropout: float = 0.0,
-        feature_noise: float = 0.0,
-        random_state: int = 0,
-        device: str = "cpu",
+        valid_metric: str = TRAINER_DEFAULTS["valid_metric"],
+        modality_dropout: float = TRAINER_DEFAULTS["modality_dropout"],
+        feature_noise: float = TRAINER_DEFAULTS["feature_noise"],
+        random_state: int = TRAINER_DEFAULTS["random_state"],
+        device: str = TRAINER_DEFAULTS["device"],
     ) -> None:
         self.factors = factors
         self.layers = layers
@@ -141,7 +149,7 @@ class SMORE(TorchFactorModel):
         self.batch_size = batch_size
         self.eval_every = eval_every
         self.patience = patience
-        self.early_stop_metric = early_stop_metric
+        self.valid_metric = valid_metric
         self.modality_dropout = modality_dropout
         self.feature_noise = feature_noise
         self.random_state = random_state
