@@ -5,6 +5,7 @@ Everything downstream works in index space; raw ids live only here, in serving a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -303,9 +304,12 @@ class Dataset:
             raise DataError("interaction indices exceed the id maps")
         if content is not None and len(content) != len(item_ids):
             raise DataError(f"item content has {len(content)} rows for {len(item_ids)} items")
-        if len(self.features) and self.features.n_items != len(item_ids):
+        self._check_features()
+
+    def _check_features(self) -> None:
+        if len(self.features) and self.features.n_items != self.n_items:
             raise DataError(
-                f"features have {self.features.n_items} rows for {len(item_ids)} items; "
+                f"features have {self.features.n_items} rows for {self.n_items} items; "
                 "feature files need one row per item, in item-index order."
             )
 
@@ -394,15 +398,8 @@ class Dataset:
         }
 
     def with_features(self, features: Features) -> Dataset:
-        return Dataset(
-            self.users,
-            self.items,
-            self.user_ids,
-            self.item_ids,
-            ratings=self.ratings,
-            timestamps=self.timestamps,
-            labels=self.labels,
-            content=self.content,
-            features=features,
-            name=self.name,
-        )
+        """This data set with other item features (everything else is shared, not copied)."""
+        out = copy.copy(self)
+        out.features = features
+        out._check_features()
+        return out

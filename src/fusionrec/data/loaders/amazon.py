@@ -262,17 +262,7 @@ def load_amazon(path: Path, options: LoadOptions | None = None) -> Dataset:
             base_dir=None if meta is None else meta.parent,
             image_dir=image_dir,
         )
-    name = reviews.name.split(".")[0]
-    return Dataset(
-        inter.users,
-        inter.items,
-        inter.user_ids,
-        inter.item_ids,
-        ratings=inter.ratings,
-        timestamps=inter.timestamps,
-        content=content,
-        name=name,
-    )
+    return inter.dataset(reviews.name.split(".")[0], content=content)
 
 
 LOADER = Loader(

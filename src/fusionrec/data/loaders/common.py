@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from fusionrec.data.dataset import IdMap, ItemContent
+from fusionrec.data.dataset import Dataset, Features, IdMap, ItemContent
 from fusionrec.data.media import attach_media, media_from_columns
 from fusionrec.errors import DataError
 
@@ -194,6 +194,28 @@ class Interactions(NamedTuple):
     ratings: np.ndarray | None
     timestamps: np.ndarray | None
     frame: pd.DataFrame  # the rows kept, aligned with the arrays (for other per-row columns)
+
+    def dataset(
+        self,
+        name: str,
+        *,
+        labels: np.ndarray | None = None,
+        content: ItemContent | None = None,
+        features: Features | None = None,
+    ) -> Dataset:
+        """The ``Dataset`` of these interactions, with what the format brings besides them."""
+        return Dataset(
+            self.users,
+            self.items,
+            self.user_ids,
+            self.item_ids,
+            ratings=self.ratings,
+            timestamps=self.timestamps,
+            labels=labels,
+            content=content,
+            features=features,
+            name=name,
+        )
 
 
 def interactions_from_frame(

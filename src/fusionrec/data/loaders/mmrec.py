@@ -11,7 +11,7 @@ import pandas as pd
 from fusionrec.data.dataset import Dataset, Features, IdMap
 from fusionrec.data.feature_dir import feature_files, feature_rows, read_modalities
 from fusionrec.data.loaders.base import Loader, LoadOptions
-from fusionrec.data.loaders.common import check_numeric, parse_timestamps, read_csv
+from fusionrec.data.loaders.common import Interactions, check_numeric, parse_timestamps, read_csv
 from fusionrec.errors import DataError
 
 log = logging.getLogger("fusionrec")
@@ -186,18 +186,8 @@ def load_mmrec(path: Path, options: LoadOptions | None = None) -> Dataset:
         from fusionrec.data.loaders.movielens import movielens_content
 
         content = movielens_content(parent, iids)
-    return Dataset(
-        users,
-        items,
-        uids,
-        iids,
-        ratings=ratings,
-        timestamps=ts,
-        labels=labels,
-        content=content,
-        features=features,
-        name=root.name,
-    )
+    inter = Interactions(users, items, uids, iids, ratings, ts, df)
+    return inter.dataset(root.name, labels=labels, content=content, features=features)
 
 
 LOADER = Loader(detect, load_mmrec, "MMRec directory: one untyped *.inter TSV + <modality>_feat.npy")

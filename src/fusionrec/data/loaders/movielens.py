@@ -55,7 +55,7 @@ def load_movielens(root: Path, options: LoadOptions | None = None) -> Dataset:
     root = Path(root)
     path = root / "ratings.csv"
     df = read_csv(path, ["userId", "movieId"], dtype={"userId": str, "movieId": str})
-    users, items, uids, iids, ratings, ts, _ = interactions_from_frame(
+    inter = interactions_from_frame(
         df,
         "userId",
         "movieId",
@@ -63,20 +63,11 @@ def load_movielens(root: Path, options: LoadOptions | None = None) -> Dataset:
         rating_col="rating" if "rating" in df.columns else None,
         time_col="timestamp" if "timestamp" in df.columns else None,
     )
+    iids = inter.item_ids
     content = movielens_content(root, iids)
     content = attach_media(content, media_from_dirs(root, iids)) or content  # audio/{id}.wav, videos/{id}.mp4
     features = read_feature_dir(root / "features", iids) if (root / "features").is_dir() else None
-    return Dataset(
-        users,
-        items,
-        uids,
-        iids,
-        ratings=ratings,
-        timestamps=ts,
-        content=content,
-        features=features,
-        name=root.name,
-    )
+    return inter.dataset(root.name, content=content, features=features)
 
 
 def demo_path() -> Path:

@@ -207,18 +207,7 @@ def load_recbole(path: Path, options: LoadOptions | None = None) -> Dataset:
     features = None
     if (folder / ITEMS_FILE).exists() and feature_files(folder):
         features = read_feature_dir(folder, inter.item_ids)
-    return Dataset(
-        inter.users,
-        inter.items,
-        inter.user_ids,
-        inter.item_ids,
-        ratings=inter.ratings,
-        timestamps=inter.timestamps,
-        labels=labels,
-        content=content,
-        features=features,
-        name=name,
-    )
+    return inter.dataset(name, labels=labels, content=content, features=features)
 
 
 LOADER = Loader(

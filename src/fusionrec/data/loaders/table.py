@@ -112,7 +112,7 @@ def dataset_from_frames(
             raise DataError(f"items table: no column {options.item_id_col!r} (found {list(items.columns)})")
         items = items.drop_duplicates(options.item_id_col)
         item_order = items[options.item_id_col].astype(str).tolist()
-    users, item_idx, uids, iids, ratings, ts, _ = interactions_from_frame(
+    inter = interactions_from_frame(
         df,
         options.user_col,
         options.item_col,
@@ -125,14 +125,14 @@ def dataset_from_frames(
     if items is not None or options.image_dir:
         table = None if items is None else items.set_index(items[options.item_id_col].astype(str))
         content = item_content(
-            iids,
+            inter.item_ids,
             table,
             options.text_cols,
             image_col=options.image_col,
             base_dir=base_dir,
             image_dir=Path(options.image_dir) if options.image_dir else None,
         )
-    return Dataset(users, item_idx, uids, iids, ratings=ratings, timestamps=ts, content=content, name=name)
+    return inter.dataset(name, content=content)
 
 
 CSV = Loader(
