@@ -6,9 +6,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fusionrec.data.dataset import ItemContent
-from fusionrec.features import FeatureStore, extract_modality, get_extractor, run_extraction
+from fusionrec.errors import ConfigError
+from fusionrec.features import FeatureStore, extract_features, extract_modality, get_extractor, run_extraction
 from fusionrec.features.store import _MAX_SHARDS
 
 from .conftest import write_images
@@ -112,3 +114,14 @@ def test_no_cache(tmp_path):
     items = ItemContent(texts=["a film", "another film"], image_paths=paths)
     res = run_extraction(items, image="color", text=None, cache=False)
     assert res.reports["image"].n_extracted == 2 and res.reports["image"].n_cached == 0
+
+
+def test_extract_features_is_the_features_of_run_extraction(tmp_path):
+    items = ItemContent(texts=TEXTS, image_paths=[None] * len(TEXTS))
+    options = {"image": None, "text": "tfidf", "text_params": {"min_df": 1}, "text_name": "words"}
+    feats = extract_features(items, cache=tmp_path / "a", **options)
+    expected = run_extraction(items, cache=tmp_path / "b", **options).features
+    assert list(feats.dims) == ["words"]
+    np.testing.assert_array_equal(feats["words"], expected["words"])
+    with pytest.raises(ConfigError, match="run_extraction"):
+        extract_features(items, shard=(0, 2), **options)

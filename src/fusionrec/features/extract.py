@@ -243,9 +243,33 @@ def run_extraction(
     show_progress: bool = False,
     shard: tuple[int, int] | None = None,
 ) -> ExtractionResult:
-    """Extract the requested modalities of ``items``; see :func:`extract_features`.
+    """Extract the requested modalities of ``items``: features, extractor configs, states and reports.
 
-    ``shard=(i, n)`` fills the cache with part ``i`` of ``n`` only (see :func:`extract_modality`).
+    Parameters
+    ----------
+    items
+        A ``Dataset`` with content, or an ``ItemContent``.
+    image, text, audio, video
+        Extractor names (``cnn``/``bovw``/``color``; ``sentence``/``tfidf``/``lda``/``wordvec``; ``mfcc``;
+        ``frames`` or any image extractor's name, applied per sampled frame), extractor instances, or None to
+        skip the modality.
+    soundtrack
+        Audio extractor run over the *video* files (their soundtracks), as a modality of its own; a video
+        without sound is absent there, not a failure.
+    image_params, text_params, audio_params, video_params, soundtrack_params
+        Extractor parameters, e.g. ``{"arch": "resnet18", "weights": "r18.pth"}`` or ``{"fps": 2}``.
+    image_name, text_name, audio_name, video_name, soundtrack_name
+        Modality names in the result.
+    image_dir
+        Read item images from ``<image_dir>/<raw item id>.(jpg|jpeg|png|webp)`` instead of the content's
+        own image paths (``items`` must then be a ``Dataset``, for the raw ids).
+    cache
+        A directory / ``FeatureStore`` for the content-hash cache, None for the default cache directory,
+        False to disable caching.
+    show_progress
+        tqdm progress bars.
+    shard
+        ``(i, n)`` fills the cache with part ``i`` of ``n`` only (see :func:`extract_modality`).
     """
     content = _content(items)
     if image_dir is not None:
@@ -316,81 +340,16 @@ def run_extraction(
     return result
 
 
-def extract_features(
-    items: Dataset | ItemContent,
-    *,
-    image: str | Extractor | None = "cnn",
-    text: str | Extractor | None = "sentence",
-    audio: str | Extractor | None = None,
-    video: str | Extractor | None = None,
-    soundtrack: str | Extractor | None = None,
-    image_params: Mapping[str, Any] | None = None,
-    text_params: Mapping[str, Any] | None = None,
-    audio_params: Mapping[str, Any] | None = None,
-    video_params: Mapping[str, Any] | None = None,
-    soundtrack_params: Mapping[str, Any] | None = None,
-    image_name: str = "image",
-    text_name: str = "text",
-    audio_name: str = "audio",
-    video_name: str = "video",
-    soundtrack_name: str = "soundtrack",
-    image_dir: str | Path | None = None,
-    cache: CacheSpec = None,
-    show_progress: bool = False,
-) -> Features:
+def extract_features(items: Dataset | ItemContent, **options: Any) -> Features:
     """Item features of a data set (or ``ItemContent``), one matrix per requested modality.
 
-    Parameters
-    ----------
-    items
-        A ``Dataset`` with content, or an ``ItemContent``.
-    image, text, audio, video
-        Extractor names (``cnn``/``bovw``/``color``; ``sentence``/``tfidf``/``lda``/``wordvec``; ``mfcc``;
-        ``frames`` or any image extractor's name, applied per sampled frame), extractor instances, or None to
-        skip the modality.
-    soundtrack
-        Audio extractor run over the *video* files (their soundtracks), as a modality of its own; a video
-        without sound is absent there, not a failure.
-    image_params, text_params, audio_params, video_params, soundtrack_params
-        Extractor parameters, e.g. ``{"arch": "resnet18", "weights": "r18.pth"}`` or ``{"fps": 2}``.
-    image_name, text_name, audio_name, video_name, soundtrack_name
-        Modality names in the result.
-    image_dir
-        Read item images from ``<image_dir>/<raw item id>.(jpg|jpeg|png|webp)`` instead of the content's
-        own image paths (``items`` must then be a ``Dataset``, for the raw ids).
-    cache
-        A directory / ``FeatureStore`` for the content-hash cache, None for the default cache directory,
-        False to disable caching.
-    show_progress
-        tqdm progress bars.
-
-    Returns
-    -------
-    Features
-        ``(n_items, d)`` float32 per modality with present-masks (missing/unreadable content is absent and
-        imputed with the mean of present rows).
+    Takes the keyword options of :func:`run_extraction` except ``shard`` (a part of the items is not a
+    feature set) and returns its ``features``: ``(n_items, d)`` float32 per modality with present-masks
+    (missing/unreadable content is absent and imputed with the mean of present rows).
     """
-    return run_extraction(
-        items,
-        image=image,
-        text=text,
-        audio=audio,
-        video=video,
-        soundtrack=soundtrack,
-        image_params=image_params,
-        text_params=text_params,
-        audio_params=audio_params,
-        video_params=video_params,
-        soundtrack_params=soundtrack_params,
-        image_name=image_name,
-        text_name=text_name,
-        audio_name=audio_name,
-        video_name=video_name,
-        soundtrack_name=soundtrack_name,
-        image_dir=image_dir,
-        cache=cache,
-        show_progress=show_progress,
-    ).features
+    if "shard" in options:
+        raise ConfigError("extract_features extracts every item; fill the cache by parts with run_extraction")
+    return run_extraction(items, **options).features
 
 
 # ------------------------------------------------------------------------------------------------ one item
