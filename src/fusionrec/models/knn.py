@@ -64,6 +64,18 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def _neighbour_search_space(max_neighbors: int) -> dict[str, tuple]:
+    """What tuning may search for the k-NN models (they differ only in how many neighbours are sensible)."""
+    return {
+        "neighbors": ("int", 5, max_neighbors, "log"),
+        "similarity": ("categorical", list(SIMILARITIES)),
+        "shrink": ("float", 0.0, 100.0),
+        "k1": ("float", 0.5, 3.0),
+        "b": ("float", 0.0, 1.0),
+        "popularity": ("float", 0.0, 1.0),
+    }
+
+
 def _neighbour_similarity(model: ItemKNN | UserKNN, vectors: sp.csr_matrix) -> sp.csr_matrix:
     """Pruned (optionally BM25-weighted) cosine between the rows of ``vectors``, per the model's parameters."""
     _check_choice("similarity", model.similarity, SIMILARITIES)
@@ -165,14 +177,7 @@ class ItemKNN(_HistoryMixin, Recommender):
     """
 
     name = "itemknn"
-    search_space = {
-        "neighbors": ("int", 5, 1000, "log"),
-        "similarity": ("categorical", ["cosine", "bm25"]),
-        "shrink": ("float", 0.0, 100.0),
-        "k1": ("float", 0.5, 3.0),
-        "b": ("float", 0.0, 1.0),
-        "popularity": ("float", 0.0, 1.0),
-    }
+    search_space = _neighbour_search_space(max_neighbors=1000)
 
     def __init__(
         self,
@@ -240,14 +245,7 @@ class UserKNN(_HistoryMixin, Recommender):
     """
 
     name = "userknn"
-    search_space = {
-        "neighbors": ("int", 5, 500, "log"),
-        "similarity": ("categorical", ["cosine", "bm25"]),
-        "shrink": ("float", 0.0, 100.0),
-        "k1": ("float", 0.5, 3.0),
-        "b": ("float", 0.0, 1.0),
-        "popularity": ("float", 0.0, 1.0),
-    }
+    search_space = _neighbour_search_space(max_neighbors=500)
 
     def __init__(
         self,
