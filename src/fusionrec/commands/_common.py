@@ -88,6 +88,34 @@ def add_task_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_param_arg(p: argparse.ArgumentParser, help: str = "hyperparameter (repeatable)") -> None:
+    """``--param KEY=VALUE`` (repeatable), read with :func:`parse_params`."""
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def add_masking_arg(p: argparse.ArgumentParser, ranking_for: str = "test") -> None:
+    p.add_argument(
+        "--masking",
+        choices=["train+valid", "train"],
+        default="train+valid",
+        help=f"items hidden when ranking for {ranking_for} (train: MMRec's convention)",
+    )
+
+
+def add_eval_users_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--eval-users",
+        type=int,
+        metavar="N",
+        help="evaluate a seeded random sample of N users (large data); default: every user",
+    )
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]`` (an option's comma-separated values)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def load_data(args: argparse.Namespace):
     from pathlib import Path
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from fusionrec.commands._common import add_data_args, add_output_args, emit, parse_params
+from fusionrec.commands._common import (
+    add_data_args,
+    add_output_args,
+    add_param_arg,
+    comma_list,
+    emit,
+    parse_params,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(p)
     p.add_argument("--model", default="als", help="an inner-product model or one with cold-item support")
-    p.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter (repeatable)"
-    )
+    add_param_arg(p)
     p.add_argument("--seed", type=int, default=2026, help="seed for the split and the model")
     p.add_argument(
         "--cold-fraction", type=float, default=0.2, help="fraction of items held out (half valid, half test)"
@@ -90,18 +95,18 @@ def run(args: argparse.Namespace) -> int:
 
     model = build_model(args.model, parse_params(args.param), seed=args.seed, show_progress=not args.quiet)
     ds = load_data(args)
-    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    modalities = comma_list(args.modalities) if args.modalities else None
+    metrics = comma_list(args.metrics)
+    # every protocol takes the seed and the content mapping (modalities, ridge penalty) alike
+    shared = {"seed": args.seed, "modalities": modalities, "reg": args.reg}
     if args.protocol == "clone":
         res = evaluate_clones(
             ds,
             model,
-            seed=args.seed,
             n_clones=args.clones,
             min_fans=args.min_fans,
             new_item_share=args.new_item_share,
-            modalities=modalities,
-            reg=args.reg,
+            **shared,
         )
         emit(args, res.to_dict(), format_clones(res))
         return 0
@@ -109,11 +114,9 @@ def run(args: argparse.Namespace) -> int:
         res = evaluate_full_catalogue(
             ds,
             model,
-            seed=args.seed,
             cold_fraction=args.cold_fraction,
             metrics=metrics,
-            modalities=modalities,
-            reg=args.reg,
+            **shared,
             targets=args.cold_targets,
             tolerance=args.tolerance,
         )
@@ -122,12 +125,10 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate_cold_items(
         ds,
         model,
-        seed=args.seed,
         cold_fraction=args.cold_fraction,
         on=args.on,
         metrics=metrics,
-        modalities=modalities,
-        reg=args.reg,
+        **shared,
     )
     emit(args, res.to_dict(), format_cold(res))
     return 0

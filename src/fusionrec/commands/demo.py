@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from fusionrec.commands._common import add_output_args, emit, table
+from fusionrec.commands._common import add_output_args, comma_list, emit, table
 
 # Each entry: (model name, params). Multimodal entries run only when the data has features.
 DEMO_MODELS: list[tuple[str, dict]] = [
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("fusionrec")
     models = DEMO_MODELS
     if args.models:
-        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        wanted = comma_list(args.models)
         known = [n for n, _ in DEMO_MODELS]
         unknown = [m for m in wanted if m not in known]
         if unknown or not wanted:

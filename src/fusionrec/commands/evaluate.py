@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, add_task_arg, emit
+from fusionrec.commands._common import (
+    add_data_args,
+    add_eval_users_arg,
+    add_masking_arg,
+    add_output_args,
+    add_split_args,
+    add_task_arg,
+    emit,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,23 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="comma-separated NAME@K (precision, recall, f1, ndcg, map, mrr, hit; coverage, novelty)",
     )
     p.add_argument("--on", choices=["test", "valid"], default="test")
-    p.add_argument(
-        "--masking",
-        choices=["train+valid", "train"],
-        default="train+valid",
-        help="items hidden when ranking for test (train: MMRec's convention)",
-    )
+    add_masking_arg(p)
     p.add_argument(
         "--by-activity",
         action="store_true",
         help="break metrics down by user activity (rating task: RMSE/MAE by user and by item activity)",
     )
-    p.add_argument(
-        "--eval-users",
-        type=int,
-        metavar="N",
-        help="evaluate a seeded random sample of N users (large data); default: every user",
-    )
+    add_eval_users_arg(p)
     add_output_args(p)
 
 

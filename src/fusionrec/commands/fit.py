@@ -7,9 +7,13 @@ import shlex
 
 from fusionrec.commands._common import (
     add_data_args,
+    add_eval_users_arg,
+    add_masking_arg,
     add_output_args,
+    add_param_arg,
     add_split_args,
     add_task_arg,
+    comma_list,
     emit,
     parse_params,
 )
@@ -34,23 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metric", default="recall@20", help="--model auto: validation metric to maximise")
     p.add_argument("--storage", help="--model auto: SQLite file for the studies (resumable)")
-    p.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter (repeatable)"
-    )
+    add_param_arg(p)
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--no-eval", action="store_true", help="skip the test evaluation after fitting")
-    p.add_argument(
-        "--eval-users",
-        type=int,
-        metavar="N",
-        help="evaluate a seeded random sample of N users (large data); default: every user",
-    )
-    p.add_argument(
-        "--masking",
-        choices=["train+valid", "train"],
-        default="train+valid",
-        help="items hidden when ranking for test (train: MMRec's convention)",
-    )
+    add_eval_users_arg(p)
+    add_masking_arg(p)
     add_output_args(p)
 
 
@@ -121,7 +113,7 @@ def run_auto(args: argparse.Namespace) -> int:
         raise ConfigError(str(e)) from None
     metric = f"{name}@{k}"
     budget = parse_budget(args.budget)
-    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    families = comma_list(args.families) if args.families else None
     ds = load_data(args)
     split = make_split(ds, args)
     if split.valid.nnz == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fusionrec.commands._common import add_output_args, emit
+from fusionrec.commands._common import add_output_args, comma_list, emit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         )
         who = f"user {args.user}"
     elif args.items is not None:
-        items = [x.strip() for x in args.items.split(",") if x.strip()]
+        items = comma_list(args.items)
         recs = recommend_for_items(view, items, k=args.k, exclude_seen=not args.include_seen)
         who = f"a user who liked {', '.join(items)}"
     else:

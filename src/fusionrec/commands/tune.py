@@ -6,7 +6,15 @@ import argparse
 import itertools
 from typing import Any
 
-from fusionrec.commands._common import add_data_args, add_output_args, add_split_args, emit, parse_params
+from fusionrec.commands._common import (
+    add_data_args,
+    add_masking_arg,
+    add_output_args,
+    add_param_arg,
+    add_split_args,
+    emit,
+    parse_params,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="values to try for one hyperparameter (repeatable; the grid is their product). "
         "Separate values with ';' instead of ',' when a value itself holds commas",
     )
-    p.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="fixed hyperparameter (repeatable)"
-    )
+    add_param_arg(p, help="fixed hyperparameter (repeatable)")
     p.add_argument("--budget", help="search for this long (e.g. 20m, 90s, 1h); default 10m without --trials")
     p.add_argument(
         "--trials", type=int, help="search this many new trials (with --budget: whichever ends first)"
@@ -48,12 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="validation metric: NAME@K to maximise (default recall@20), or rmse / mae to minimise "
         "(the default for rating models such as biased-mf)",
     )
-    p.add_argument(
-        "--masking",
-        choices=["train+valid", "train"],
-        default="train+valid",
-        help="items hidden when ranking for the final test (train: MMRec's convention)",
-    )
+    add_masking_arg(p, ranking_for="the final test")
     p.add_argument("--out", help="write the chosen model's artifact here")
     add_output_args(p)
 
