@@ -487,6 +487,15 @@ _TRUE = {"true"}
 _FALSE = {"false"}
 
 
+def _query_error(error_type: str, name: str, raw: str, msg: str, **ctx: Any) -> dict[str, Any]:
+    """One query-parameter error in pydantic's shape (keys in its order)."""
+    error: dict[str, Any] = {"type": error_type, "loc": ["query", name], "input": raw}
+    if ctx:
+        error["ctx"] = ctx
+    error["msg"] = msg
+    return error
+
+
 def _query_int(query, name: str, default: int, lo: int, hi: int, errors: list) -> int:
     """An integer query parameter checked as FastAPI/pydantic would, errors in their shape."""
     raw = query.get(name)
@@ -495,35 +504,15 @@ def _query_int(query, name: str, default: int, lo: int, hi: int, errors: list) -
     try:
         value = int(raw)
     except ValueError:
-        errors.append(
-            {
-                "type": "int_parsing",
-                "loc": ["query", name],
-                "input": raw,
-                "msg": "Input should be a valid integer, unable to parse string as an integer",
-            }
-        )
+        msg = "Input should be a valid integer, unable to parse string as an integer"
+        errors.append(_query_error("int_parsing", name, raw, msg))
         return default
     if value < lo:
-        errors.append(
-            {
-                "type": "greater_than_equal",
-                "loc": ["query", name],
-                "input": raw,
-                "ctx": {"ge": lo},
-                "msg": f"Input should be greater than or equal to {lo}",
-            }
-        )
+        msg = f"Input should be greater than or equal to {lo}"
+        errors.append(_query_error("greater_than_equal", name, raw, msg, ge=lo))
     elif value > hi:
-        errors.append(
-            {
-                "type": "less_than_equal",
-                "loc": ["query", name],
-                "input": raw,
-                "ctx": {"le": hi},
-                "msg": f"Input should be less than or equal to {hi}",
-            }
-        )
+        msg = f"Input should be less than or equal to {hi}"
+        errors.append(_query_error("less_than_equal", name, raw, msg, le=hi))
     return value
 
 
@@ -534,14 +523,8 @@ def _query_bool(query, name: str, default: bool, errors: list) -> bool:
     low = raw.strip().lower()
     if low in _TRUE or low in _FALSE:
         return low in _TRUE
-    errors.append(
-        {
-            "type": "bool_parsing",
-            "loc": ["query", name],
-            "input": raw,
-            "msg": "Input should be a valid boolean, unable to interpret input",
-        }
-    )
+    msg = "Input should be a valid boolean, unable to interpret input"
+    errors.append(_query_error("bool_parsing", name, raw, msg))
     return default
 
 
