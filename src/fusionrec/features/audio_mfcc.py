@@ -22,7 +22,6 @@ from scipy.fft import dct, rfft
 from scipy.signal import savgol_filter
 
 from fusionrec.features.base import Extractor
-from fusionrec.features.images import decode_many, describe_source
 from fusionrec.features.media import MediaDecodeError, MediaLimits, MissingStreamError, decode_audio
 
 _DELTA_WIDTH = 9  # frames in the delta regression window (90 ms at the default hop)
@@ -112,11 +111,7 @@ class MfccExtractor(Extractor):
 
     @property
     def limits(self) -> MediaLimits:
-        return MediaLimits(
-            max_bytes=int(self.max_bytes),
-            max_seconds=float(self.max_seconds),
-            max_decode_seconds=float(self.max_decode_seconds),
-        )
+        return MediaLimits.of(self)
 
     # ------------------------------------------------------------------------------------------ features
 
@@ -157,26 +152,14 @@ class MfccExtractor(Extractor):
         return self.describe(samples)
 
     def _batches(self, sources: list[Any]):
-        from tqdm.auto import tqdm
-
-        with tqdm(
-            total=len(sources), desc="mfcc features", unit="clip", disable=not self.show_progress, leave=False
-        ) as bar:
-            for start, rows, errors in decode_many(
-                sources,
-                self.embed_file,  # type: ignore[arg-type]
-                workers=self.workers,
-                chunk=self.batch_size,
-                expected=(MediaDecodeError,),
-            ):
-                n = len(rows)
-                vals = np.zeros((n, self.dim), np.float32)
-                ok = np.zeros(n, bool)
-                for j, (row, err) in enumerate(zip(rows, errors, strict=True)):
-                    if err is not None:
-                        self._fail(start + j, describe_source(sources[start + j]), err)
-                    elif row is not None and np.isfinite(row).all():
-                        vals[j] = row
-                        ok[j] = True
-                bar.update(n)
-                yield start, vals, ok
+        for start, rows in self._decoded(
+            sources, self.embed_file, desc="mfcc features", unit="clip", expected=(MediaDecodeError,)
+        ):
+            n = len(rows)
+            vals = np.zeros((n, self.dim), np.float32)
+            ok = np.zeros(n, bool)
+            for j, row in enumerate(rows):
+                if row is not None and np.isfinite(row).all():
+                    vals[j] = row
+                    ok[j] = True
+            yield start, vals, ok

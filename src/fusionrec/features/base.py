@@ -218,6 +218,43 @@ class Extractor:
                 bar.update(len(batch))
                 yield start, vals, ok
 
+    def _decoded(
+        self,
+        sources: list[Any],
+        decode: Any,
+        *,
+        desc: str,
+        unit: str,
+        expected: tuple[type[Exception], ...] | None = None,
+        report_failures: bool = True,
+    ):
+        """Decode ``sources`` on ``self.workers`` threads, ``batch_size`` at a time, under a progress bar.
+
+        Yields ``(start, decoded)`` per chunk. A source that could not be decoded is None in ``decoded`` and,
+        with ``report_failures``, recorded as a failure of this extraction (``expected``: the exceptions whose
+        message is the reason, default an image that does not decode).
+        """
+        from tqdm.auto import tqdm
+
+        from fusionrec.features.images import ImageDecodeError, decode_many, describe_source
+
+        with tqdm(
+            total=len(sources), desc=desc, unit=unit, disable=not self.show_progress, leave=False
+        ) as bar:
+            for start, decoded, errors in decode_many(
+                sources,
+                decode,
+                workers=self.workers,  # type: ignore[attr-defined]
+                chunk=self.batch_size,
+                expected=expected or (ImageDecodeError,),
+            ):
+                if report_failures:
+                    for j, err in enumerate(errors):
+                        if err is not None:
+                            self._fail(start + j, describe_source(sources[start + j]), err)
+                yield start, decoded
+                bar.update(len(decoded))
+
     def _chunk_size(self) -> int:
         """Items handed to ``_transform`` at once (one progress-bar step)."""
         return self.batch_size

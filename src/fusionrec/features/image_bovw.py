@@ -20,7 +20,7 @@ import numpy as np
 
 from fusionrec.errors import ConfigError, DataError
 from fusionrec.features.base import Extractor, l2_normalize
-from fusionrec.features.images import decode_many, describe_source, load_gray
+from fusionrec.features.images import load_gray
 
 log = logging.getLogger("fusionrec")
 
@@ -118,18 +118,6 @@ class BoVWExtractor(Extractor):
     def _desc_dim(self) -> int:
         return 256 if self.detector == "orb" else 128
 
-    def _describe_all(self, sources: list[Any], desc: str):
-        from tqdm.auto import tqdm
-
-        with tqdm(
-            total=len(sources), desc=desc, unit="img", disable=not self.show_progress, leave=False
-        ) as bar:
-            for start, arrays, errors in decode_many(
-                sources, self._describe, workers=self.workers, chunk=self.batch_size
-            ):
-                bar.update(len(arrays))
-                yield start, arrays, errors
-
     # ------------------------------------------------------------------------------------------ fit
 
     def _fit(self, sources: list[Any]) -> None:
@@ -140,7 +128,9 @@ class BoVWExtractor(Extractor):
         pick = rng.permutation(len(sources))[: self.fit_images]
         sample = [sources[i] for i in sorted(pick)]
         per_image: list[np.ndarray] = []
-        for _, arrays, _ in self._describe_all(sample, "bovw codebook"):
+        for _, arrays in self._decoded(
+            sample, self._describe, desc="bovw codebook", unit="img", report_failures=False
+        ):
             per_image += [a for a in arrays if a is not None and len(a)]
         if not per_image:
             raise DataError(
@@ -182,14 +172,12 @@ class BoVWExtractor(Extractor):
     # ------------------------------------------------------------------------------------------ transform
 
     def _batches(self, sources: list[Any]):
-        for start, arrays, errors in self._describe_all(sources, "bovw features"):
+        for start, arrays in self._decoded(sources, self._describe, desc="bovw features", unit="img"):
             n = len(arrays)
             vals = np.zeros((n, self.dim), np.float32)
             ok = np.zeros(n, bool)
-            for j, (a, err) in enumerate(zip(arrays, errors, strict=True)):
-                if err is not None:
-                    self._fail(start + j, describe_source(sources[start + j]), err)
-                elif a is not None and len(a):
+            for j, a in enumerate(arrays):
+                if a is not None and len(a):
                     counts = self._counts(a)
                     vals[j] = counts / counts.sum() * self.idf_
                     ok[j] = True

@@ -32,7 +32,7 @@ import numpy as np
 
 from fusionrec.errors import ConfigError
 from fusionrec.features.base import Extractor, export_onnx_atomic
-from fusionrec.features.images import decode_many, describe_source, load_resized
+from fusionrec.features.images import load_resized
 
 log = logging.getLogger("fusionrec")
 
@@ -62,6 +62,19 @@ def allow_backbone(spec: str) -> None:
 def allowed_backbones() -> set[str]:
     env = {s.strip() for s in os.environ.get(ENV_ALLOW_BACKBONES, "").split(",") if s.strip()}
     return _ALLOWED_BACKBONES | env
+
+
+def cpu_inference_session(path: Path, threads: int | None) -> Any:
+    """An ONNX Runtime CPU session over the graph at ``path`` on ``threads`` (default: up to 8 cores)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    # decode threads share the CPU: blocking (not spinning) workers leave them room
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def file_sha256(path: str | Path) -> str:
@@ -402,7 +415,7 @@ class CNNExtractor(Extractor):
         want_onnx = self.runtime in ("auto", "onnx")
         if want_onnx:
             try:
-                import onnxruntime as ort
+                import onnxruntime  # noqa: F401  (installed? the session is built below)
             except ImportError:
                 if self.runtime == "onnx":
                     raise ConfigError("runtime=onnx needs onnxruntime: pip install onnxruntime") from None
@@ -412,13 +425,7 @@ class CNNExtractor(Extractor):
                     path = self.onnx_path()
                     if not path.exists():
                         self.export_onnx(path)
-                    opts = ort.SessionOptions()
-                    opts.intra_op_num_threads = self.threads or min(os.cpu_count() or 1, 8)
-                    opts.inter_op_num_threads = 1
-                    opts.log_severity_level = 3
-                    # decode threads share the CPU: blocking (not spinning) workers leave them room
-                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                    self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+                    self._session = cpu_inference_session(path, self.threads)
                     self._dim = int(self._session.get_outputs()[0].shape[1])
                     self.backend = "onnx"
                     return
@@ -455,32 +462,18 @@ class CNNExtractor(Extractor):
     # ------------------------------------------------------------------------------------------ transform
 
     def _batches(self, sources: list[Any]):
-        from tqdm.auto import tqdm
-
         if self._dim is None:
             self._load()
         size = self.image_size
-        with tqdm(
-            total=len(sources),
-            desc=f"cnn features ({self.backend})",
-            unit="img",
-            disable=not self.show_progress,
-            leave=False,
-        ) as bar:
-            for start, arrays, errors in decode_many(
-                sources, lambda s: load_resized(s, size), workers=self.workers, chunk=self.batch_size
-            ):
-                n = len(arrays)
-                vals = np.zeros((n, self.dim), np.float32)
-                ok = np.array([a is not None for a in arrays], bool)
-                for j, err in enumerate(errors):
-                    if err is not None:
-                        self._fail(start + j, describe_source(sources[start + j]), err)
-                if ok.any():
-                    batch = np.stack([a for a in arrays if a is not None])
-                    vals[ok] = self.forward(self.preprocess(batch))
-                bar.update(n)
-                yield start, vals, ok
+        for start, arrays in self._decoded(
+            sources, lambda s: load_resized(s, size), desc=f"cnn features ({self.backend})", unit="img"
+        ):
+            vals = np.zeros((len(arrays), self.dim), np.float32)
+            ok = np.array([a is not None for a in arrays], bool)
+            if ok.any():
+                batch = np.stack([a for a in arrays if a is not None])
+                vals[ok] = self.forward(self.preprocess(batch))
+            yield start, vals, ok
 
     def close(self) -> None:
         self._session = None

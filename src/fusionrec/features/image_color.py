@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fusionrec.features.base import Extractor
-from fusionrec.features.images import decode_many, describe_source, open_rgb
+from fusionrec.features.images import open_rgb
 
 
 class ColorHistogramExtractor(Extractor):
@@ -71,22 +71,9 @@ class ColorHistogramExtractor(Extractor):
         return np.sqrt(hist / hist.sum()).astype(np.float32)
 
     def _batches(self, sources: list[Any]):
-        from tqdm.auto import tqdm
-
-        with tqdm(
-            total=len(sources), desc="color features", unit="img", disable=not self.show_progress, leave=False
-        ) as bar:
-            for start, arrays, errors in decode_many(
-                sources, self._histogram, workers=self.workers, chunk=self.batch_size
-            ):
-                n = len(arrays)
-                vals = np.zeros((n, self.dim), np.float32)
-                ok = np.zeros(n, bool)
-                for j, (a, err) in enumerate(zip(arrays, errors, strict=True)):
-                    if err is not None:
-                        self._fail(start + j, describe_source(sources[start + j]), err)
-                    else:
-                        vals[j] = a
-                        ok[j] = True
-                bar.update(n)
-                yield start, vals, ok
+        for start, histograms in self._decoded(sources, self._histogram, desc="color features", unit="img"):
+            ok = np.array([h is not None for h in histograms], bool)
+            vals = np.zeros((len(histograms), self.dim), np.float32)
+            if ok.any():
+                vals[ok] = np.stack([h for h in histograms if h is not None])
+            yield start, vals, ok

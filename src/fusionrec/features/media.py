@@ -42,6 +42,15 @@ class MediaLimits:
     max_seconds: float = 30.0
     max_decode_seconds: float = 30.0
 
+    @classmethod
+    def of(cls, extractor: Any) -> MediaLimits:
+        """The limits set by an extractor's ``max_bytes``, ``max_seconds`` and ``max_decode_seconds``."""
+        return cls(
+            max_bytes=int(extractor.max_bytes),
+            max_seconds=float(extractor.max_seconds),
+            max_decode_seconds=float(extractor.max_decode_seconds),
+        )
+
 
 def open_regular(path: MediaSource, max_bytes: int, *, allow_empty: bool = False):
     """Open ``path`` for reading if it is a non-empty regular file of at most ``max_bytes``; else raise.

@@ -189,21 +189,14 @@ class SentenceExtractor(Extractor):
         self.backend = "torch"
 
     def _load_onnx(self, root: Path) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        from fusionrec.features.image_cnn import cache_root, file_sha256
+        from fusionrec.features.image_cnn import cache_root, cpu_inference_session, file_sha256
 
         path = cache_root() / "onnx" / f"sentence-{file_sha256(root / 'model.safetensors')[:16]}-v1.onnx"
         if not path.exists():
             self._export(root, path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads or min(os.cpu_count() or 1, 8)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # spinning worker threads starve each other when the CPU is shared; blocking ones do not
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = cpu_inference_session(path, self.threads)
         self._inputs = {i.name for i in self._session.get_inputs()}
         tok = Tokenizer.from_file(str(root / "tokenizer.json"))
         tok.enable_truncation(self._max_len)

@@ -120,11 +120,7 @@ class FramesExtractor(Extractor):
 
     @property
     def limits(self) -> MediaLimits:
-        return MediaLimits(
-            max_bytes=int(self.max_bytes),
-            max_seconds=float(self.max_seconds),
-            max_decode_seconds=float(self.max_decode_seconds),
-        )
+        return MediaLimits.of(self)
 
     # ------------------------------------------------------------------------------------------ frames
 
@@ -154,48 +150,35 @@ class FramesExtractor(Extractor):
         self._image.fit(frames)
 
     def _batches(self, sources: list[Any]):
-        from tqdm.auto import tqdm
-
         d = self._image.dim
-        with tqdm(
-            total=len(sources),
+        for start, clips in self._decoded(
+            sources,
+            self.frames,
             desc=f"video features ({self.image} per frame)",
             unit="clip",
-            disable=not self.show_progress,
-            leave=False,
-        ) as bar:
-            for start, clips, errors in decode_many(
-                sources,
-                self.frames,
-                workers=self.workers,
-                chunk=self.batch_size,
-                expected=(MediaDecodeError,),
-            ):
-                n = len(clips)
-                vals = np.zeros((n, 2 * d), np.float32)
-                ok = np.zeros(n, bool)
-                for j, err in enumerate(errors):
-                    if err is not None:
-                        self._fail(start + j, describe_source(sources[start + j]), err)
-                # every frame of the chunk through the image extractor at once (one batched forward pass)
-                owner = np.concatenate(
-                    [np.full(len(c), j) for j, c in enumerate(clips) if c is not None] or [np.zeros(0, int)]
-                ).astype(np.int64)
-                frame_list = [f for c in clips if c is not None for f in c]
-                if frame_list:
-                    rows, present = self._image.transform(frame_list)
-                    owner, rows = owner[present], rows[present]
-                    counts = np.bincount(owner, minlength=n)
-                    sums = np.zeros((n, d), np.float64)
-                    np.add.at(sums, owner, rows)
-                    maxes = np.full((n, d), -np.inf, np.float32)
-                    np.maximum.at(maxes, owner, rows)
-                    has = counts > 0
-                    vals[has, :d] = (sums[has] / counts[has, None]).astype(np.float32)
-                    vals[has, d:] = maxes[has]
-                    ok = has
-                    for j in np.flatnonzero(~has):
-                        if errors[j] is None:
-                            self._fail(start + j, describe_source(sources[start + j]), "no usable frame")
-                bar.update(n)
-                yield start, vals, ok
+            expected=(MediaDecodeError,),
+        ):
+            n = len(clips)
+            vals = np.zeros((n, 2 * d), np.float32)
+            ok = np.zeros(n, bool)
+            # every frame of the chunk through the image extractor at once (one batched forward pass)
+            owner = np.concatenate(
+                [np.full(len(c), j) for j, c in enumerate(clips) if c is not None] or [np.zeros(0, int)]
+            ).astype(np.int64)
+            frame_list = [f for c in clips if c is not None for f in c]
+            if frame_list:
+                rows, present = self._image.transform(frame_list)
+                owner, rows = owner[present], rows[present]
+                counts = np.bincount(owner, minlength=n)
+                sums = np.zeros((n, d), np.float64)
+                np.add.at(sums, owner, rows)
+                maxes = np.full((n, d), -np.inf, np.float32)
+                np.maximum.at(maxes, owner, rows)
+                has = counts > 0
+                vals[has, :d] = (sums[has] / counts[has, None]).astype(np.float32)
+                vals[has, d:] = maxes[has]
+                ok = has
+                for j in np.flatnonzero(~has):
+                    if clips[j] is not None:  # decoded, but no frame the image extractor could use
+                        self._fail(start + j, describe_source(sources[start + j]), "no usable frame")
+            yield start, vals, ok
