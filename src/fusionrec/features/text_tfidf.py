@@ -54,7 +54,29 @@ def fit_counts(texts: list[str], *, ngram_max: int, max_features: int | None, mi
         return cv, cv.fit_transform(texts)
 
 
-class TfidfExtractor(Extractor):
+class VocabularyMixin:
+    """A fitted word vocabulary (``vocabulary_``): word counts of new texts over it, kept as UTF-8 state."""
+
+    vocabulary_: list[str] | None
+    _cv: Any
+
+    def _vocabulary_counts(self, batch: list[Any], *, ngram_max: int) -> tuple[Any, np.ndarray]:
+        """Counts of ``batch``'s texts (sparse rows) and whether each has a vocabulary word at all."""
+        if self._cv is None:
+            self._cv = count_vectorizer(self.vocabulary_, ngram_max=ngram_max)
+        counts = self._cv.transform([str(t) for t in batch])
+        return counts, np.asarray(counts.getnnz(axis=1) > 0)
+
+    def _vocabulary_state(self) -> dict[str, np.ndarray]:
+        buf, ends = encode_strings(self.vocabulary_ or [])
+        return {"vocab_utf8": buf, "vocab_ends": ends}
+
+    def _load_vocabulary(self, arrays: dict[str, np.ndarray]) -> None:
+        self.vocabulary_ = decode_strings(arrays["vocab_utf8"], arrays["vocab_ends"])
+        self._cv = None
+
+
+class TfidfExtractor(VocabularyMixin, Extractor):
     """TF-IDF of item texts, optionally projected to ``svd_dims`` latent dimensions.
 
     Parameters
@@ -159,10 +181,7 @@ class TfidfExtractor(Extractor):
         return normalize(x, norm="l2", copy=False)
 
     def _transform(self, batch: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        if self._cv is None:
-            self._cv = count_vectorizer(self.vocabulary_, ngram_max=self.ngram_max)
-        counts = self._cv.transform([str(t) for t in batch])
-        ok = np.asarray(counts.getnnz(axis=1) > 0)
+        counts, ok = self._vocabulary_counts(batch, ngram_max=self.ngram_max)
         x = self._tfidf(counts)
         if self.components_ is not None:
             vals = np.asarray(x @ self.components_.T, dtype=np.float32)
@@ -175,15 +194,13 @@ class TfidfExtractor(Extractor):
     def state(self) -> dict[str, np.ndarray]:
         if not self.is_fitted:
             return {}
-        buf, ends = encode_strings(self.vocabulary_ or [])
-        out = {"vocab_utf8": buf, "vocab_ends": ends, "idf": self.idf_}
+        out = {**self._vocabulary_state(), "idf": self.idf_}
         if self.components_ is not None:
             out["components"] = self.components_
         return out  # type: ignore[return-value]
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> TfidfExtractor:
-        self.vocabulary_ = decode_strings(arrays["vocab_utf8"], arrays["vocab_ends"])
+        self._load_vocabulary(arrays)
         self.idf_ = np.asarray(arrays["idf"], np.float32)
         self.components_ = np.asarray(arrays["components"], np.float32) if "components" in arrays else None
-        self._cv = None
         return self

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from fusionrec.features.base import Extractor, decode_strings, encode_strings
-from fusionrec.features.text_tfidf import count_vectorizer, fit_counts
+from fusionrec.features.base import Extractor
+from fusionrec.features.text_tfidf import VocabularyMixin, fit_counts
 
 
-class LdaExtractor(Extractor):
+class LdaExtractor(VocabularyMixin, Extractor):
     """Topic mixture per item (``n_topics``-d, rows sum to 1).
 
     Parameters
@@ -112,10 +112,7 @@ class LdaExtractor(Extractor):
         return self._lda
 
     def _transform(self, batch: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        if self._cv is None:
-            self._cv = count_vectorizer(self.vocabulary_, ngram_max=1)
-        counts = self._cv.transform([str(t) for t in batch])
-        ok = np.asarray(counts.getnnz(axis=1) > 0)
+        counts, ok = self._vocabulary_counts(batch, ngram_max=1)
         vals = np.asarray(self._model().transform(counts), dtype=np.float32)
         vals[~ok] = 0.0
         return vals, ok
@@ -123,12 +120,10 @@ class LdaExtractor(Extractor):
     def state(self) -> dict[str, np.ndarray]:
         if not self.is_fitted:
             return {}
-        buf, ends = encode_strings(self.vocabulary_ or [])
-        return {"vocab_utf8": buf, "vocab_ends": ends, "components": self.components_}  # type: ignore[dict-item]
+        return {**self._vocabulary_state(), "components": self.components_}  # type: ignore[dict-item]
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> LdaExtractor:
-        self.vocabulary_ = decode_strings(arrays["vocab_utf8"], arrays["vocab_ends"])
+        self._load_vocabulary(arrays)
         self.components_ = np.asarray(arrays["components"], np.float64)
         self._lda = None
-        self._cv = None
         return self
