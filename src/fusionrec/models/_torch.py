@@ -127,6 +127,18 @@ def popularity_prior(user_items: sp.spmatrix) -> np.ndarray:
     return prior.astype(np.float32)[:, None]
 
 
+def embedding_module(n_users: int, n_items: int, factors: int) -> nn.Module:
+    """A module holding ``user`` and ``item`` embedding tables, Xavier-uniform initialised."""
+    from torch import nn
+
+    module = nn.Module()
+    module.user = nn.Embedding(n_users, factors)
+    module.item = nn.Embedding(n_items, factors)
+    nn.init.xavier_uniform_(module.user.weight)
+    nn.init.xavier_uniform_(module.item.weight)
+    return module
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Mean of −log σ(pos − neg); ``neg_scores`` may carry an extra negatives axis."""
     import torch.nn.functional as F

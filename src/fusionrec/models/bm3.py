@@ -9,7 +9,15 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import normalised_adjacency
-from fusionrec.models._torch import TRAINER_DEFAULTS, Batch, SparseAdj, TorchFactorModel, batch_l2, to_numpy
+from fusionrec.models._torch import (
+    TRAINER_DEFAULTS,
+    Batch,
+    SparseAdj,
+    TorchFactorModel,
+    batch_l2,
+    embedding_module,
+    to_numpy,
+)
 from fusionrec.models.fusion.content import resolve_modalities
 from fusionrec.models.lightgcn import propagate
 
@@ -109,11 +117,7 @@ class BM3(TorchFactorModel):
         names = resolve_modalities(features, self.modalities)
         n_users, n_items = user_items.shape
         d = int(self.factors)
-        module = nn.Module()
-        module.user = nn.Embedding(n_users, d)
-        module.item = nn.Embedding(n_items, d)
-        nn.init.xavier_uniform_(module.user.weight)
-        nn.init.xavier_uniform_(module.item.weight)
+        module = embedding_module(n_users, n_items, d)
         module.predictor = nn.Linear(d, d)
         nn.init.xavier_normal_(module.predictor.weight)
         module.proj = nn.ModuleList([nn.Linear(features[n].shape[1], d) for n in names])

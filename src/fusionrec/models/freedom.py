@@ -17,6 +17,7 @@ from fusionrec.models._torch import (
     TorchFactorModel,
     batch_l2,
     bpr_loss,
+    embedding_module,
     to_numpy,
 )
 from fusionrec.models.fusion.content import resolve_modalities
@@ -151,11 +152,7 @@ class FREEDOM(TorchFactorModel):
             mm = w * g if mm is None else mm + w * g
         n_users, n_items = user_items.shape
         d = int(self.factors)
-        module = nn.Module()
-        module.user = nn.Embedding(n_users, d)
-        module.item = nn.Embedding(n_items, d)
-        nn.init.xavier_uniform_(module.user.weight)
-        nn.init.xavier_uniform_(module.item.weight)
+        module = embedding_module(n_users, n_items, d)
         module.proj = nn.ModuleList([nn.Linear(features[n].shape[1], d) for n in names])
         for lin in module.proj:
             nn.init.xavier_uniform_(lin.weight)

@@ -14,6 +14,7 @@ from fusionrec.models._torch import (
     TorchFactorModel,
     batch_l2,
     bpr_loss,
+    embedding_module,
     to_numpy,
 )
 
@@ -107,14 +108,8 @@ class LightGCN(TorchFactorModel):
         self.device = device
 
     def _build(self, user_items: sp.csr_matrix, features: Features | None):
-        from torch import nn
-
         n_users, n_items = user_items.shape
-        module = nn.Module()
-        module.user = nn.Embedding(n_users, int(self.factors))
-        module.item = nn.Embedding(n_items, int(self.factors))
-        nn.init.xavier_uniform_(module.user.weight)
-        nn.init.xavier_uniform_(module.item.weight)
+        module = embedding_module(n_users, n_items, int(self.factors))
         module.adj = SparseAdj(normalised_adjacency(user_items), self._device)
         return module
 
