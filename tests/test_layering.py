@@ -17,6 +17,7 @@ LAYERS = {
     "errors": 0,
     "files": 0,  # bounded reads of regular files
     "params": 0,  # parameter types from signatures
+    "lazy": 0,  # package attributes imported on first use
     "ranking": 0,
     "measures": 0,  # RMSE / MAE, pure
     "distributed": 0,  # torch.distributed process group helpers, used by the trainer and the commands

@@ -6,8 +6,9 @@ reads) do not pull in numpy and pandas.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from fusionrec.lazy import lazy_attribute
 
 _EXPORTS = {
     "Dataset": "fusionrec.data.dataset",
@@ -24,6 +25,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fusionrec.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    return lazy_attribute(__name__, _EXPORTS, name)

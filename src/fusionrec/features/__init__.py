@@ -13,8 +13,9 @@ extractor runs.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from fusionrec.lazy import lazy_attribute
 
 # names are imported on first use, so the light registry (the CLI's choices) loads without numpy
 _EXPORTS = {
@@ -40,6 +41,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fusionrec.features' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    return lazy_attribute(__name__, _EXPORTS, name)
