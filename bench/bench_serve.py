@@ -143,6 +143,15 @@ async def _load(port: int, users: list[str], clients: int, seconds: float, seed:
     return np.asarray(lat), errors, time.perf_counter() - t0
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Terminate a server started by :func:`start_server`, killing it if it does not exit in 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def load_test(
     artifact: Path,
     users: list[str],
@@ -159,11 +168,7 @@ def load_test(
         lat, errors, wall = asyncio.run(_load(port, users, clients, seconds, seed=2))
         rss_mb = _rss_mb(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     lat_ms = lat * 1000
     return {
         "requests": int(len(lat)),
@@ -224,11 +229,7 @@ def interactions_cost(artifact: Path, batches: int = 7, size: int = 100) -> dict
                     r.read()
                 http.append(time.perf_counter() - t0)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
         rec = fusionrec.Recommender.load(artifact)
         facade = []
         for batch in _event_batches(artifact, batches + 1, size, seed=2):
@@ -353,11 +354,7 @@ def first_item(artifact: Path, tmp: Path, quick: bool = False) -> list[dict]:
                     if r.status_code != 201:
                         raise RuntimeError(f"POST /items answered {r.status_code}: {r.text[:300]}")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
         load = os.getloadavg()[0]
         rows += [
             {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from _support import checkerboard
+from _support import checkerboard, group_features, quiet
 
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import normalised_adjacency
@@ -16,22 +16,6 @@ from fusionrec.models._torch import SparseAdj, resolve_device, sparse_tensor
 from fusionrec.models.bm3 import BM3
 from fusionrec.models.freedom import FREEDOM
 from fusionrec.models.lightgcn import LightGCN, propagate
-
-
-def group_features(n_items: int, names=("poster", "blurb", "audio"), seed=0) -> Features:
-    """Modalities with arbitrary names whose first column encodes the item group (i % 2)."""
-    rng = np.random.RandomState(seed)
-    out = {}
-    for j, name in enumerate(names):
-        x = rng.normal(0, 0.2, (n_items, 4 + j)).astype(np.float32)
-        x[:, 0] += np.where(np.arange(n_items) % 2 == 0, 1.0, -1.0)
-        out[name] = x
-    return Features(out)
-
-
-def quiet(model):
-    model.show_progress = False
-    return model
 
 
 def test_scipy_spmm_matches_torch_sparse_with_gradients():

@@ -6,29 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from _support import checkerboard
+from _support import checkerboard, group_features, quiet
 
-from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
 from fusionrec.models.smore import SMORE, fused_content_graph, info_nce
 
+TWO = ("poster", "blurb")  # modality names the data happens to have
 FAST = dict(factors=8, epochs=30, batch_size=128, learning_rate=0.05, neighbors=5)
-
-
-def group_features(n_items: int, names=("poster", "blurb"), seed=0) -> Features:
-    """Modalities whose first column encodes the item group (i % 2), under arbitrary names."""
-    rng = np.random.RandomState(seed)
-    out = {}
-    for j, name in enumerate(names):
-        x = rng.normal(0, 0.2, (n_items, 4 + j)).astype(np.float32)
-        x[:, 0] += np.where(np.arange(n_items) % 2 == 0, 1.0, -1.0)
-        out[name] = x
-    return Features(out)
-
-
-def quiet(model):
-    model.show_progress = False
-    return model
 
 
 def test_fused_graph_keeps_every_edge_at_its_largest_weight():
@@ -53,13 +37,13 @@ def test_info_nce_is_the_softmax_cross_entropy_of_matching_rows():
 @pytest.mark.parametrize("names", [("only",), ("a", "b", "c", "d")])
 def test_any_number_of_modalities_separates_the_groups(names):
     train = checkerboard()
-    model = quiet(SMORE(**FAST)).fit(train, group_features(30, names=names))
+    model = quiet(SMORE(**FAST)).fit(train, group_features(30, names))
     s = model.score(np.arange(40))
     assert np.isfinite(s).all()
     same = (np.arange(40)[:, None] % 2) == (np.arange(30)[None, :] % 2)
     assert s[same].mean() > s[~same].mean()
     model._device = "cpu"
-    module = model._build(train, group_features(30, names=names))
+    module = model._build(train, group_features(30, names))
     # one filter, gate and graph per modality plus the fused view; one attention query per modality
     assert len(module.filters) == len(module.content_adj) == len(names) + 1
     assert len(module.queries) == len(names)
@@ -71,14 +55,14 @@ def test_content_graphs_place_items_without_interactions():
     train[:, [0, 1]] = 0
     train = train.tocsr()
     train.eliminate_zeros()
-    s = quiet(SMORE(**FAST, random_state=1)).fit(train, group_features(30)).score(np.arange(40))
+    s = quiet(SMORE(**FAST, random_state=1)).fit(train, group_features(30, TWO)).score(np.arange(40))
     g0, g1 = np.arange(40) % 2 == 0, np.arange(40) % 2 == 1
     assert s[g0, 0].mean() > s[g0, 1].mean() and s[g1, 1].mean() > s[g1, 0].mean()
 
 
 def test_features_are_trained_only_when_asked():
     train = checkerboard()
-    feats = group_features(30)
+    feats = group_features(30, TWO)
     for trainable in (True, False):
         model = SMORE(factors=8, neighbors=5, train_features=trainable)
         model._device = "cpu"
@@ -89,6 +73,6 @@ def test_features_are_trained_only_when_asked():
 
 def test_modalities_must_be_in_the_data():
     with pytest.raises(ConfigError, match="not in the data"):
-        quiet(SMORE(**FAST, modalities=["image"])).fit(checkerboard(), group_features(30))
+        quiet(SMORE(**FAST, modalities=["image"])).fit(checkerboard(), group_features(30, TWO))
     with pytest.raises(ConfigError, match="features"):
         quiet(SMORE(**FAST)).fit(checkerboard())
