@@ -98,7 +98,7 @@ def test_facade_add_item_places_a_copy_near_its_original_and_serves_like_the_ser
     genre_frames, tmp_path, live
 ):
     ratings, movies, genres = genre_frames
-    rec = fusionrec.Recommender("als", factors=32, new_item_share=0.1).fit(
+    rec = fusionrec.Recommender("als", factors=32, reg=0.01, new_item_share=0.1).fit(
         ratings, user_col="userId", item_col="movieId", items=movies, item_id_col="movieId",
         features={"genre": genres},
     )  # fmt: skip
