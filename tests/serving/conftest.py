@@ -84,7 +84,10 @@ def movies_template(tmp_path_factory, movies_dataset) -> Path:
     """ALS with features (extractor configs + state recorded) on the 40-core movies. Do not modify."""
     # reg 0.01: the setting these serving tests were written against (ALS's default is 20 since the sparse-data fix)
     return _fit(
-        movies_dataset, "als", {"factors": 32, "epochs": 10, "reg": 0.01}, tmp_path_factory.mktemp("t") / "movies"
+        movies_dataset,
+        "als",
+        {"factors": 32, "epochs": 10, "reg": 0.01},
+        tmp_path_factory.mktemp("t") / "movies",
     )
 
 
