@@ -4,107 +4,71 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
+from _support import GROUPS, own_group_share, sparse_groups, taste_features
 
-from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation import VALIDATOR
 from fusionrec.models import create_model
 
-GROUPS = 6
-
-
-def _sparse_groups(n_users: int = 60, n_items: int = 60, per_user: int = 1, seed: int = 0):
-    """Six taste groups (user and item index modulo 6); each user has only ``per_user`` train item of its
-    group and two more held out, so interactions alone hardly relate any two items."""
-    rng = np.random.RandomState(seed)
-    rows, cols, vrows, vcols = [], [], [], []
-    for u in range(n_users):
-        own = [i for i in range(n_items) if i % GROUPS == u % GROUPS]
-        picked = rng.choice(own, per_user + 2, replace=False)
-        rows += [u] * per_user
-        cols += list(picked[:per_user])
-        vrows += [u] * 2
-        vcols += list(picked[per_user:])
-    shape = (n_users, n_items)
-    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
-    held = sp.csr_matrix((np.ones(len(vrows), np.float32), (vrows, vcols)), shape=shape)
-    return train, held
-
-
-def _features(n_items: int, seed: int = 0) -> Features:
-    """``signal`` encodes the item group; ``noise`` is pure noise."""
-    rng = np.random.RandomState(seed)
-    signal = rng.normal(0.0, 0.3, (n_items, 8)).astype(np.float32)
-    signal[np.arange(n_items), np.arange(n_items) % GROUPS] += 1.0
-    return Features({"signal": signal, "noise": rng.normal(size=(n_items, 16)).astype(np.float32)})
-
-
-def _own_group_share(scores: np.ndarray, train: sp.csr_matrix, k: int = 5) -> float:
-    scores = scores.copy()
-    scores[train.nonzero()] = -np.inf
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(((top % GROUPS) == (np.arange(len(scores))[:, None] % GROUPS)).mean())
-
 
 def test_zero_content_weights_are_exactly_ease():
-    train, _ = _sparse_groups()
+    train, _ = sparse_groups()
     ease = create_model("ease", {"reg": 10.0}).fit(train)
     plain = create_model("content-ease", {"reg": 10.0, "content_weights": [0.0, 0.0]}).fit(
-        train, _features(60)
+        train, taste_features(60)
     )
     np.testing.assert_allclose(plain.score(np.arange(60)), ease.score(np.arange(60)), rtol=1e-5, atol=1e-6)
 
 
 def test_content_relates_items_that_interactions_barely_do():
-    train, _ = _sparse_groups()
-    feats = _features(60)
+    train, _ = sparse_groups()
+    feats = taste_features(60)
     ease = create_model("ease", {"reg": 10.0}).fit(train)
     with_content = create_model(
         "content-ease", {"reg": 10.0, "modalities": ["signal"], "content_weights": [1.0]}
     ).fit(train, feats)
     users = np.arange(60)
     # one train item per user: EASE sees no co-occurrence at all (0.14 here), content-ease ranks by group (0.85)
-    assert _own_group_share(with_content.score(users), train) > 0.7
-    assert _own_group_share(ease.score(users), train) < 0.3
+    assert own_group_share(with_content.score(users), train) > 0.7
+    assert own_group_share(ease.score(users), train) < 0.3
 
 
 def test_an_item_nobody_interacted_with_is_scored_by_its_content():
-    train, _ = _sparse_groups()
+    train, _ = sparse_groups()
     train = train.tolil()
     train[:, 12] = 0  # item 12 (group 0) loses every interaction
     train = train.tocsr()
     train.eliminate_zeros()
     model = create_model(
         "content-ease", {"reg": 10.0, "modalities": ["signal"], "content_weights": [1.0]}
-    ).fit(train, _features(60))
+    ).fit(train, taste_features(60))
     col = model.score(np.arange(60))[:, 12]
     fans = np.arange(60) % GROUPS == 0
     assert col[fans].mean() > col[~fans].mean() + 0.01
 
 
 def test_validation_keeps_the_signal_and_switches_off_noise():
-    train, valid = _sparse_groups(seed=1)
+    train, valid = sparse_groups(seed=1)
     model = create_model("content-ease", {"reg": 10.0}).fit(
-        train, _features(60), valid=valid, validate=VALIDATOR
+        train, taste_features(60), valid=valid, validate=VALIDATOR
     )
     weights = dict(zip(model.modalities_, model.content_weights_, strict=True))
     assert weights["signal"] > 0 and weights["noise"] == 0
 
 
 def test_fold_in_matches_a_known_users_scores():
-    train, _ = _sparse_groups()
+    train, _ = sparse_groups()
     model = create_model("content-ease", {"reg": 10.0, "content_weights": [1.0, 0.3]}).fit(
-        train, _features(60)
+        train, taste_features(60)
     )
     np.testing.assert_allclose(model.fold_in_user(train[5].indices), model.score(np.array([5]))[0], rtol=1e-5)
 
 
 def test_bad_settings_say_what_to_pass():
-    train, _ = _sparse_groups()
+    train, _ = sparse_groups()
     with pytest.raises(ConfigError, match="one non-negative value per modality"):
-        create_model("content-ease", {"content_weights": [1.0]}).fit(train, _features(60))
+        create_model("content-ease", {"content_weights": [1.0]}).fit(train, taste_features(60))
     with pytest.raises(ConfigError, match="one non-negative value per modality"):
-        create_model("content-ease", {"content_weights": [1.0, -1.0]}).fit(train, _features(60))
+        create_model("content-ease", {"content_weights": [1.0, -1.0]}).fit(train, taste_features(60))
     with pytest.raises(ConfigError):
         create_model("content-ease").fit(train)

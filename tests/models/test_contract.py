@@ -29,6 +29,7 @@ FAST_PARAMS: dict[str, dict] = {
     "ease": {"reg": 5.0},
     "content-knn": {"neighbors": 5},
     "content-ease": {"reg": 5.0},
+    "content-als": {"factors": 8, "epochs": 5},
     "als": {"factors": 8, "epochs": 5},
     "bpr-torch": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},
     "lightgcn": {"factors": 8, "batch_size": 128, "learning_rate": 0.05},

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.models.fusion.content import resolve_modalities
+from fusionrec.models.fusion.content import resolve_modalities, search_modality_weights
 from fusionrec.models.knn import EASE
 from fusionrec.params import metric_list
 
@@ -121,14 +121,7 @@ class ContentEASE(EASE):
             res = validate(lambda u: np.asarray(hist[u] @ b) + bias, valid, user_items, metrics)
             return float(np.mean([res[m] for m in metrics]))
 
-        best_w, best = np.zeros(n), objective(np.zeros(n))
-        for j in range(n):
-            for value in WEIGHT_GRID[1:]:
-                trial = best_w.copy()
-                trial[j] = value
-                score = objective(trial)
-                if score > best:
-                    best_w, best = trial, score
+        best_w, best = search_modality_weights(objective, n, WEIGHT_GRID)
         log.info(
             "content-ease weights %s (valid %.4f)",
             {m: float(v) for m, v in zip(self.modalities_, best_w, strict=True)},

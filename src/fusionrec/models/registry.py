@@ -20,6 +20,7 @@ _MODELS: dict[str, str] = {
     "content-knn": "fusionrec.models.content_knn:ContentKNN",
     "content-ease": "fusionrec.models.content_ease:ContentEASE",
     "als": "fusionrec.models.mf:ALS",
+    "content-als": "fusionrec.models.content_als:ContentALS",
     "bpr-torch": "fusionrec.models.bpr_torch:BPRTorch",
     "lightgcn": "fusionrec.models.lightgcn:LightGCN",
     "freedom": "fusionrec.models.freedom:FREEDOM",

@@ -6,7 +6,7 @@ that an item known only by its content (cold start) is normalised exactly as the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,33 @@ def resolve_modalities(features: Features | None, modalities: Sequence[str] | st
     if missing:
         raise ConfigError(f"modalities {missing} are not in the data; it has {have or 'none'}")
     return names
+
+
+def search_modality_weights(
+    objective: Callable[[np.ndarray], float], n: int, grid: Sequence[float], *, rounds: int = 1
+) -> tuple[np.ndarray, float]:
+    """Per-modality weights that maximise ``objective`` by coordinate search from all 0 (the model without
+    content), each weight in turn trying every ``grid`` value with the others held.
+
+    The first pass only adds content; later passes (``rounds`` > 1) also try 0 again, so a modality taken in
+    early that a later one makes useless is switched off. Returns ``(weights, best objective)``.
+    """
+    best_w = np.zeros(n)
+    best = objective(best_w)
+    for r in range(max(1, rounds)):
+        changed = False
+        for j in range(n):
+            for value in grid:
+                if value == best_w[j] or (r == 0 and value == 0):
+                    continue
+                trial = best_w.copy()
+                trial[j] = value
+                score = objective(trial)
+                if score > best:
+                    best_w, best, changed = trial, score, True
+        if not changed:
+            break
+    return best_w, best
 
 
 class ContentMixin:
