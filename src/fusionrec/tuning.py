@@ -37,7 +37,7 @@ SPEC_KINDS = ("int", "float", "categorical")
 
 #: Families ``auto_select`` tries, cheapest first; content models only when the data has features.
 AUTO_CF_FAMILIES = ("most-popular", "itemknn", "ease", "als", "lightgcn")
-AUTO_CONTENT_FAMILIES = ("content-ease", "freedom", "neural")
+AUTO_CONTENT_FAMILIES = ("content-als", "content-ease", "freedom", "neural")
 
 
 # ---------------------------------------------------------------------------------------------- spaces

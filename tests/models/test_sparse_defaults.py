@@ -2,10 +2,10 @@
 
 The shared benchmark (bundled features) thinned to 5 training interactions per user: 3,050 training
 interactions, most items without one, valid and test unchanged. ALS with its defaults beats most-popular
-there, so every default collaborative model and VBPR must too, and the recommended fusion with default
+there, so every default collaborative model, VBPR and content-als must too, and the recommended fusion with default
 sub-models must beat the best of the collaborative ones.
 
-Covered: every collaborative ranking model (``biased-mf`` is a rating model) and VBPR; the other content
+Covered: every collaborative ranking model (``biased-mf`` is a rating model), VBPR and content-als; the other content
 models are measured in the README's "Sparse users" section.
 """
 
@@ -54,7 +54,7 @@ def test_thinned_benchmark_is_sparse(benchmark_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [*FAST_CF, *TORCH_CF, "vbpr"])
+@pytest.mark.parametrize("name", [*FAST_CF, *TORCH_CF, "vbpr", "content-als"])
 def test_default_models_beat_most_popular_where_als_does(name, benchmark_dir):
     # before: itemknn 0.036, userknn 0.078, ease 0.064, als 0.059, lightgcn 0.086, bpr-torch 0.061
     # against most-popular's 0.087 (item-kNN's cosine ranked items seen once first; EASE had no item bias,
