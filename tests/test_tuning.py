@@ -19,7 +19,7 @@ from fusionrec.evaluation import VALIDATOR, evaluate
 from fusionrec.models.mf import ALS
 from fusionrec.models.registry import get_model_class, model_names
 from fusionrec.pipeline import build_model
-from fusionrec.tuning import check_search_space, parse_budget, tune_model
+from fusionrec.tuning import check_search_space, parse_budget, stop_before_overrunning, tune_model
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,21 @@ def test_fit_auto_finishes_within_its_budget_and_writes_the_valid_best(small_csv
     assert art.model.name == res["model"] and art.info["auto"]["families"] == res["families"]
     # the winner is never below the popularity floor on valid
     assert res["valid"]["recall@20"] >= fams["most-popular"]
+
+
+def test_no_trial_starts_that_the_slowest_so_far_says_would_overrun():
+    import optuna
+
+    def slow(trial):
+        trial.set_user_attr("seconds", 0.4)
+        time.sleep(0.4)
+        return 0.0
+
+    deadline = time.monotonic() + 0.6
+    study = optuna.create_study()
+    # Optuna's own timeout would start a second trial at 0.4 s, finishing past the deadline
+    study.optimize(slow, n_trials=5, timeout=0.6, callbacks=[stop_before_overrunning(deadline)])
+    assert len(study.trials) == 1
+    study = optuna.create_study()
+    study.optimize(slow, n_trials=5, timeout=0.6)
+    assert len(study.trials) == 2  # the premise

@@ -165,6 +165,19 @@ def _storage_url(storage: str | Path | None) -> str | None:
     return f"sqlite:///{path.resolve()}"
 
 
+def stop_before_overrunning(deadline: float):
+    """An Optuna callback for fits that cannot stop early: no trial is started once the slowest trial so far
+    (its ``seconds`` attribute) would not fit in the time left before ``deadline`` (``time.monotonic()``)."""
+    longest = {"seconds": 0.0}
+
+    def callback(study, trial) -> None:
+        longest["seconds"] = max(longest["seconds"], float(trial.user_attrs.get("seconds", 0.0)))
+        if deadline - time.monotonic() < longest["seconds"]:
+            study.stop()
+
+    return callback
+
+
 def tune_model(
     name: str,
     split: Split,
@@ -270,7 +283,14 @@ def tune_model(
     if not space:  # nothing to search: the defaults are the only candidate
         trials = 1
     remaining = None if budget is None else max(1.0, deadline - time.monotonic())
-    study.optimize(objective, n_trials=trials, timeout=remaining, catch=(ConfigError,), gc_after_trial=False)
+    study.optimize(
+        objective,
+        n_trials=trials,
+        timeout=remaining,
+        catch=(ConfigError,),
+        gc_after_trial=False,
+        callbacks=[] if is_torch else [stop_before_overrunning(deadline)],
+    )
     new_trials = len(study.trials) - n_before
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
