@@ -61,7 +61,13 @@ class ContentALS(ALS):
 
     name = "content-als"
     supports_warm_start = False  # the pseudo-users have no factors to carry over
-    search_space = {**ALS.search_space, "neighbors": ("int", 3, 50, "log")}
+    # a trial is up to 1 + 6·M ALS fits: ALS's space without its costliest corner (factors ≤ 256, epochs fixed)
+    search_space = {
+        "factors": ("int", 16, 256, "log"),
+        "reg": ALS.search_space["reg"],
+        "alpha": ALS.search_space["alpha"],
+        "neighbors": ("int", 3, 50, "log"),
+    }
     requires_features = ("*",)
     uses_features = True
 
@@ -102,9 +108,14 @@ class ContentALS(ALS):
             super(ContentALS, self)._fit(sp.vstack(rows, format="csr"), None, valid=None)
             self.user_factors_ = np.ascontiguousarray(self.user_factors_[:n_users])
 
+        self._best_fit: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None
         weights = self._content_weights(fit_with, user_items, valid)
         self.content_weights_ = weights.astype(np.float32)
-        fit_with(weights)
+        best, self._best_fit = self._best_fit, None
+        if best is not None and np.array_equal(best[1], weights):  # the search's winner: no refit
+            self.user_factors_, self.item_factors_ = best[2], best[3]
+        else:
+            fit_with(weights)
 
     def _content_weights(
         self, fit_with, user_items: sp.csr_matrix, valid: sp.csr_matrix | None
@@ -128,7 +139,10 @@ class ContentALS(ALS):
             fit_with(w)
             u, i = self.user_factors_, self.item_factors_
             res = validate(lambda users: u[users] @ i.T, valid, user_items, metrics)
-            return float(np.mean([res[m] for m in metrics]))
+            score = float(np.mean([res[m] for m in metrics]))
+            if self._best_fit is None or score > self._best_fit[0]:  # the search keeps the same winner
+                self._best_fit = (score, w.copy(), u, i)
+            return score
 
         best_w, best = search_modality_weights(objective, n, WEIGHT_GRID, rounds=2)
         log.info(
