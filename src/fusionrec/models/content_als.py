@@ -11,9 +11,8 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Features
 from fusionrec.data.graph import knn_cosine
 from fusionrec.errors import ConfigError
-from fusionrec.models.fusion.content import resolve_modalities, search_modality_weights
+from fusionrec.models.fusion.content import content_weights_on_valid, resolve_modalities
 from fusionrec.models.mf import ALS
-from fusionrec.params import metric_list
 
 log = logging.getLogger("fusionrec")
 
@@ -108,49 +107,25 @@ class ContentALS(ALS):
             super(ContentALS, self)._fit(sp.vstack(rows, format="csr"), None, valid=None)
             self.user_factors_ = np.ascontiguousarray(self.user_factors_[:n_users])
 
-        self._best_fit: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None
-        weights = self._content_weights(fit_with, user_items, valid)
-        self.content_weights_ = weights.astype(np.float32)
-        best, self._best_fit = self._best_fit, None
-        if best is not None and np.array_equal(best[1], weights):  # the search's winner: no refit
-            self.user_factors_, self.item_factors_ = best[2], best[3]
-        else:
-            fit_with(weights)
+        best: dict[str, object] = {}
 
-    def _content_weights(
-        self, fit_with, user_items: sp.csr_matrix, valid: sp.csr_matrix | None
-    ) -> np.ndarray:
-        n = len(self.modalities_)
-        if self.content_weights is not None:
-            w = np.asarray(self.content_weights, dtype=np.float64)
-            if w.shape != (n,) or (w < 0).any() or not np.isfinite(w).all():
-                raise ConfigError(
-                    f"content-als content_weights need one non-negative value per modality {self.modalities_}"
-                )
-            return w
-        if valid is None or valid.nnz == 0:
-            log.warning("content-als: no validation data; every modality gets content weight 1")
-            return np.ones(n)
-        validate = self._validator_for("fitting the content weights")
-        metrics = metric_list(self.valid_metric)
-        validate.check(metrics)
-
-        def objective(w: np.ndarray) -> float:
+        def scorer(w: np.ndarray):
             fit_with(w)
             u, i = self.user_factors_, self.item_factors_
-            res = validate(lambda users: u[users] @ i.T, valid, user_items, metrics)
-            score = float(np.mean([res[m] for m in metrics]))
-            if self._best_fit is None or score > self._best_fit[0]:  # the search keeps the same winner
-                self._best_fit = (score, w.copy(), u, i)
-            return score
+            return lambda users: u[users] @ i.T
 
-        best_w, best = search_modality_weights(objective, n, WEIGHT_GRID, rounds=2)
-        log.info(
-            "content-als weights %s (valid %.4f)",
-            {m: float(v) for m, v in zip(self.modalities_, best_w, strict=True)},
-            best,
+        def keep_best(w: np.ndarray, value: float) -> None:
+            if not best or value > best["value"]:  # the search keeps the first of equal winners, as here
+                best.update(value=value, weights=w.copy(), factors=(self.user_factors_, self.item_factors_))
+
+        weights = content_weights_on_valid(
+            self, scorer, user_items, valid, WEIGHT_GRID, rounds=2, on_trial=keep_best
         )
-        return best_w
+        self.content_weights_ = weights.astype(np.float32)
+        if best and np.array_equal(best["weights"], weights):  # the search's winner: no refit
+            self.user_factors_, self.item_factors_ = best["factors"]
+        else:
+            fit_with(weights)
 
 
 def _neighbour_rows(x: np.ndarray, present: np.ndarray, k: int) -> sp.csr_matrix:

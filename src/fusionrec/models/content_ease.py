@@ -10,9 +10,8 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
-from fusionrec.models.fusion.content import resolve_modalities, search_modality_weights
+from fusionrec.models.fusion.content import content_weights_on_valid, resolve_modalities
 from fusionrec.models.knn import EASE
-from fusionrec.params import metric_list
 
 log = logging.getLogger("fusionrec")
 
@@ -95,39 +94,15 @@ class ContentEASE(EASE):
                     g += (scale * float(w)) * (f @ f.T)
             return self._solve(g, x)
 
-        weights = self._content_weights(solve, user_items, valid)
-        self.content_weights_ = weights.astype(np.float32)
-        self.weights_, self.item_bias_ = solve(weights)
-
-    def _content_weights(self, solve, user_items: sp.csr_matrix, valid: sp.csr_matrix | None) -> np.ndarray:
-        n = len(self.modalities_)
-        if self.content_weights is not None:
-            w = np.asarray(self.content_weights, dtype=np.float64)
-            if w.shape != (n,) or (w < 0).any() or not np.isfinite(w).all():
-                raise ConfigError(
-                    f"content-ease content_weights need one non-negative value per modality {self.modalities_}"
-                )
-            return w
-        if valid is None or valid.nnz == 0:
-            log.warning("content-ease: no validation data; every modality gets content weight 1")
-            return np.ones(n)
-        validate = self._validator_for("fitting the content weights")
-        metrics = metric_list(self.valid_metric)
-        validate.check(metrics)
         hist = self._history
 
-        def objective(w: np.ndarray) -> float:
+        def scorer(w: np.ndarray):
             b, bias = solve(w)
-            res = validate(lambda u: np.asarray(hist[u] @ b) + bias, valid, user_items, metrics)
-            return float(np.mean([res[m] for m in metrics]))
+            return lambda u: np.asarray(hist[u] @ b) + bias
 
-        best_w, best = search_modality_weights(objective, n, WEIGHT_GRID)
-        log.info(
-            "content-ease weights %s (valid %.4f)",
-            {m: float(v) for m, v in zip(self.modalities_, best_w, strict=True)},
-            best,
-        )
-        return best_w
+        weights = content_weights_on_valid(self, scorer, user_items, valid, WEIGHT_GRID)
+        self.content_weights_ = weights.astype(np.float32)
+        self.weights_, self.item_bias_ = solve(weights)
 
 
 def _unit_rows(x: np.ndarray, present: np.ndarray) -> np.ndarray:

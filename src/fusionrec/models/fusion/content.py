@@ -55,6 +55,52 @@ def search_modality_weights(
     return best_w, best
 
 
+def content_weights_on_valid(
+    model,
+    scorer: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]],
+    user_items,
+    valid,
+    grid: Sequence[float],
+    *,
+    rounds: int = 1,
+    on_trial: Callable[[np.ndarray, float], None] | None = None,
+) -> np.ndarray:
+    """Per-modality content weights of ``model`` (a content-ease or content-als): its ``content_weights`` if
+    given (checked), 1 each without validation data, else the :func:`search_modality_weights` result on
+    ``valid`` for ``model.valid_metric``. ``scorer(w)`` fits with weights ``w`` and returns the scores of a
+    batch of users; ``on_trial(w, value)`` sees every trial (to keep the best fit)."""
+    import logging
+
+    from fusionrec.params import metric_list
+
+    log = logging.getLogger("fusionrec")
+    names = list(model.modalities_)
+    if model.content_weights is not None:
+        w = np.asarray(model.content_weights, dtype=np.float64)
+        if w.shape != (len(names),) or (w < 0).any() or not np.isfinite(w).all():
+            raise ConfigError(
+                f"{model.name} content_weights need one non-negative value per modality {names}"
+            )
+        return w
+    if valid is None or valid.nnz == 0:
+        log.warning("%s: no validation data; every modality gets content weight 1", model.name)
+        return np.ones(len(names))
+    validate = model._validator_for("fitting the content weights")
+    metrics = metric_list(model.valid_metric)
+    validate.check(metrics)
+
+    def objective(w: np.ndarray) -> float:
+        res = validate(scorer(w), valid, user_items, metrics)
+        value = float(np.mean([res[m] for m in metrics]))
+        if on_trial is not None:
+            on_trial(w, value)
+        return value
+
+    best_w, best = search_modality_weights(objective, len(names), grid, rounds=rounds)
+    log.info("%s weights %s (valid %.4f)", model.name, dict(zip(names, best_w.tolist(), strict=True)), best)
+    return best_w
+
+
 class ContentMixin:
     """Fit-time feature normalisation and its replay on new rows.
 
