@@ -46,9 +46,10 @@ def main() -> None:
     users = np.flatnonzero((np.diff(valid.indptr) > 0) | (np.diff(test.indptr) > 0))
     test_exclude = train if args.masking == "train" else (train + valid).tocsr()
 
+    row = np.full(train.shape[0], -1, np.int64)  # user index -> row of the score blocks
+    row[users] = np.arange(len(users))
+
     def test_metrics(fused: np.ndarray) -> tuple[float, float]:
-        row = np.full(train.shape[0], -1, np.int64)
-        row[users] = np.arange(len(users))
         res = VALIDATOR(lambda u: fused[row[u]], test, test_exclude, metrics, batch_size=len(users))
         return res["recall@20"], res["ndcg@20"]
 

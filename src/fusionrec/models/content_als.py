@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,8 +12,6 @@ from fusionrec.data.graph import knn_cosine
 from fusionrec.errors import ConfigError
 from fusionrec.models.fusion.content import content_weights_on_valid, resolve_modalities
 from fusionrec.models.mf import ALS
-
-log = logging.getLogger("fusionrec")
 
 # Weights tried per modality when they are fitted on validation (0 = the modality is switched off).
 WEIGHT_GRID = (0.0, 0.3, 1.0, 3.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,8 +11,6 @@ from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
 from fusionrec.models.fusion.content import content_weights_on_valid, resolve_modalities
 from fusionrec.models.knn import EASE
-
-log = logging.getLogger("fusionrec")
 
 # Kernel weights tried per modality when they are fitted on validation (0 = the modality is switched off).
 WEIGHT_GRID = (0.0, 0.1, 0.3, 1.0, 3.0)

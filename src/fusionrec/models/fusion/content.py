@@ -6,12 +6,16 @@ that an item known only by its content (cold start) is normalised exactly as the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from fusionrec.data.dataset import Features
 from fusionrec.errors import ConfigError
+from fusionrec.params import metric_list
+
+log = logging.getLogger("fusionrec")
 
 NORMALISATIONS = ("l2", "standard", "none")
 
@@ -69,11 +73,6 @@ def content_weights_on_valid(
     given (checked), 1 each without validation data, else the :func:`search_modality_weights` result on
     ``valid`` for ``model.valid_metric``. ``scorer(w)`` fits with weights ``w`` and returns the scores of a
     batch of users; ``on_trial(w, value)`` sees every trial (to keep the best fit)."""
-    import logging
-
-    from fusionrec.params import metric_list
-
-    log = logging.getLogger("fusionrec")
     names = list(model.modalities_)
     if model.content_weights is not None:
         w = np.asarray(model.content_weights, dtype=np.float64)
